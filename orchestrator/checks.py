@@ -1,0 +1,187 @@
+"""Checks on a parsed spec that need more than its types: ranges, names, conditions, baselines.
+
+Each failure is a `SpecError` naming the field, so the user fixes it before compute is spent.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+import timm
+
+from orchestrator.errors import SpecError, did_you_mean
+from orchestrator.spec import (
+    DIGITS_CLASSES,
+    REPORTED_METRICS,
+    CategoricalParam,
+    FloatParam,
+    IntParam,
+    SweepSpec,
+)
+from trainables.hyperparams import HYPERPARAMETERS
+
+DIGITS_MIN_PER_CLASS = 174  # the rarest digit in scikit-learn's set
+
+
+@lru_cache(maxsize=1)
+def timm_models() -> frozenset[str]:
+    return frozenset(timm.list_models())
+
+
+def check_spec(spec: SweepSpec, source: str) -> None:
+    def fail(field: str, problem: str) -> None:
+        raise SpecError(source, field, problem)
+
+    if spec.objective.metric not in REPORTED_METRICS:
+        fail(
+            "objective.metric",
+            f"{spec.objective.metric!r} is not reported by trials; "
+            f"expected one of {list(REPORTED_METRICS)}{did_you_mean(spec.objective.metric, REPORTED_METRICS)}",
+        )
+    _check_data(spec, fail)
+    _check_space(spec, fail)
+    _check_conditions(spec, fail)
+    _check_baselines(spec, fail)
+    es = spec.early_stopping
+    if es.grace_period > es.max_epochs:
+        fail("early_stopping.grace_period", f"must be <= max_epochs ({es.max_epochs}), got {es.grace_period}")
+    if spec.search.algorithm == "grid":
+        _check_grid(spec, fail)
+    if "://" in spec.storage and not spec.storage.startswith("file://"):
+        fail("storage", f"only local or mounted paths are supported so far, got {spec.storage!r}")
+
+
+def _check_data(spec: SweepSpec, fail) -> None:
+    for field, classes in (
+        ("data.classes", spec.data.classes),
+        ("weights.pretrain.classes", spec.weights.pretrain.classes if spec.weights.pretrain else []),
+    ):
+        bad = [c for c in classes if c not in DIGITS_CLASSES]
+        if bad:
+            fail(field, f"digits has classes 0-9, got {bad[0]!r}")
+        if len(set(classes)) != len(classes):
+            fail(field, f"classes must be distinct, got {classes}")
+    need = spec.data.train_per_class + 1
+    if need > DIGITS_MIN_PER_CLASS:
+        fail(
+            "data.train_per_class",
+            f"digits has {DIGITS_MIN_PER_CLASS} images in its rarest class and "
+            f"at least one per class must stay for validation, got {spec.data.train_per_class}",
+        )
+    if spec.weights.source == "pretrain" and spec.weights.pretrain is None:
+        fail("weights.pretrain", "required when weights.source is 'pretrain' (which source task to pretrain on)")
+    if spec.weights.source == "none" and spec.weights.pretrain is not None:
+        fail("weights.pretrain", "given but weights.source is 'none', so it would be ignored; remove it")
+
+
+def _check_space(spec: SweepSpec, fail) -> None:
+    for name, param in spec.space.items():
+        field = f"space.{name}"
+        if name not in HYPERPARAMETERS:
+            fail(
+                field,
+                f"unknown hyperparameter{did_you_mean(name, HYPERPARAMETERS)}; known: {', '.join(HYPERPARAMETERS)}",
+            )
+        hp = HYPERPARAMETERS[name]
+        if isinstance(param, FloatParam | IntParam):
+            _check_range(param, field, fail)
+            if hp.kind is str:
+                fail(f"{field}.type", f"{name} takes names, so use `type: categorical` with `choices`")
+            if hp.kind is int and isinstance(param, FloatParam):
+                fail(f"{field}.type", f"{name} is an integer, so use `type: int`")
+            for end in ("low", "high"):
+                problem = hp.check(getattr(param, end))
+                if problem:
+                    fail(f"{field}.{end}", problem)
+        elif isinstance(param, CategoricalParam):
+            if len(set(map(repr, param.choices))) != len(param.choices):
+                fail(f"{field}.choices", f"choices must be distinct, got {param.choices}")
+            for i, choice in enumerate(param.choices):
+                _check_value(name, choice, f"{field}.choices[{i}]", fail)
+        else:
+            _check_value(name, param, field, fail)
+
+
+def _check_range(param: FloatParam | IntParam, field: str, fail) -> None:
+    if not all(math.isfinite(v) for v in (param.low, param.high)):
+        fail(field, f"low and high must be finite, got low={param.low}, high={param.high}")
+    if param.low > param.high:
+        fail(f"{field}.low", f"low must be <= high, got low={param.low} > high={param.high}")
+    if param.log and param.low <= 0:
+        fail(f"{field}.low", f"log scale needs low > 0, got low={param.low}")
+    if param.step is not None and param.step <= 0:
+        fail(f"{field}.step", f"step must be > 0, got step={param.step}")
+    if isinstance(param, FloatParam) and param.log and param.step is not None:
+        fail(f"{field}.step", "step cannot be combined with log: true (Optuna does not support it)")
+    if isinstance(param, IntParam) and param.log and param.step != 1:
+        fail(f"{field}.step", "an int on a log scale must have step 1")
+
+
+def _check_value(name: str, value: Any, field: str, fail) -> None:
+    if name == "backbone":
+        if not isinstance(value, str) or value not in timm_models():
+            fail(field, f"unknown timm backbone {value!r}{did_you_mean(str(value), timm_models())}")
+        return
+    problem = HYPERPARAMETERS[name].check(value)
+    if problem:
+        fail(field, problem)
+
+
+def _allowed(param: Any) -> list[Any]:
+    return list(param.choices) if isinstance(param, CategoricalParam) else [param]
+
+
+def _check_conditions(spec: SweepSpec, fail) -> None:
+    for name, param in spec.searched.items():
+        for parent, values in (param.when or {}).items():
+            field = f"space.{name}.when.{parent}"
+            if parent not in spec.space:
+                fail(field, f"names no parameter in space{did_you_mean(parent, spec.space)}")
+            if parent == name:
+                fail(field, "a parameter cannot be conditional on itself")
+            if isinstance(spec.space[parent], FloatParam | IntParam):
+                fail(field, f"conditions must name a categorical or fixed parameter; {parent} is a range")
+            allowed = _allowed(spec.space[parent])
+            for value in values if isinstance(values, list) else [values]:
+                if value not in allowed:
+                    fail(
+                        field,
+                        f"{value!r} is not a value {parent} can take{did_you_mean(str(value), map(str, allowed))}; "
+                        f"expected one of {allowed}",
+                    )
+    from orchestrator.space import condition_order  # cycles are found while ordering
+
+    try:
+        condition_order(spec)
+    except ValueError as exc:
+        fail("space", str(exc))
+
+
+def _check_baselines(spec: SweepSpec, fail) -> None:
+    from orchestrator.space import active, contains
+
+    for i, point in enumerate(spec.search.baselines):
+        for name, value in point.items():
+            field = f"search.baselines[{i}].{name}"
+            if name not in spec.space:
+                fail(field, f"names no parameter in space{did_you_mean(name, spec.space)}")
+            if name in spec.fixed:
+                fail(field, f"{name} is fixed in space to {spec.fixed[name]!r}; baselines set searched parameters only")
+            if not contains(spec.space[name], value):
+                fail(field, f"{value!r} lies outside the space of {name}")
+            if not active(spec.space[name], {**spec.fixed, **point}):
+                fail(field, f"{name} is only searched when {spec.space[name].when}, which this baseline does not meet")
+
+
+def _check_grid(spec: SweepSpec, fail) -> None:
+    size = 1
+    for name, param in spec.searched.items():
+        if not isinstance(param, CategoricalParam):
+            fail(f"space.{name}.type", "grid search needs every searched parameter categorical")
+        if param.when:
+            fail(f"space.{name}.when", "grid search does not support conditional parameters")
+        size *= len(param.choices)
+    if spec.search.trials > size:
+        fail("search.trials", f"the grid has {size} points, so trials must be <= {size}, got {spec.search.trials}")

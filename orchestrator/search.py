@@ -1,0 +1,80 @@
+"""Optuna search with correct fidelity, and the ASHA scheduler.
+
+Ray's stock `OptunaSearch.on_trial_complete` tells Optuna that a trial ASHA stopped early is
+COMPLETE with its low-epoch value; TPE then treats a 2-epoch accuracy as if it were the final
+one. `FidelityOptunaSearch` tells such a trial PRUNED (its intermediate values, keyed by
+epoch, stay in the study), only trials that reached `max_epochs` COMPLETE, and errored or
+diverged trials FAIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from orchestrator.spec import SweepSpec
+
+logger = logging.getLogger(__name__)
+
+
+class FidelityOptunaSearch(OptunaSearch):
+    def __init__(self, *args: Any, max_epochs: int, epoch_attr: str = "epoch", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._max_epochs = max_epochs
+        self._epoch_attr = epoch_attr
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        value = result.get(self.metric)
+        if trial_id in self._completed_trials or value is None or not math.isfinite(value):
+            return
+        # Keyed by epoch, not training_iteration, so a restored trial reports the same steps.
+        self._ot_trials[trial_id].report(value, result[self._epoch_attr])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        state, value = self.outcome_to_state(result, error)
+        try:
+            self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
+        except (ValueError, RuntimeError) as exc:  # e.g. already told after a restore
+            logger.warning("could not tell Optuna about trial %s: %s", trial_id, exc)
+        self._completed_trials.add(trial_id)
+
+    def outcome_to_state(self, result: dict | None, error: bool) -> tuple[TrialState, float | None]:
+        result = result or {}
+        value = result.get(self.metric)
+        if error or result.get("diverged") or value is None or not math.isfinite(value):
+            return TrialState.FAIL, None
+        if result.get(self._epoch_attr, 0) >= self._max_epochs:
+            return TrialState.COMPLETE, float(value)
+        return TrialState.PRUNED, None  # Optuna records the last intermediate value
+
+
+def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
+    seed = spec.search.seed
+    if spec.search.algorithm == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if spec.search.algorithm == "grid":
+        grid = {name: list(p.choices) for name, p in spec.searched.items()}
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    # group=True models conditional parameters jointly; constant_liar keeps parallel
+    # suggestions from piling onto the same point while earlier trials are running.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # `group` is stable in practice
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+
+
+def make_scheduler(spec: SweepSpec) -> TrialScheduler:
+    es = spec.early_stopping
+    if es.scheduler == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch", max_t=es.max_epochs, grace_period=es.grace_period, reduction_factor=es.reduction_factor
+    )

@@ -1,0 +1,317 @@
+"""`run_sweep`: spec → Ray Tune (Optuna + ASHA) → MLflow, with resume.
+
+Layout under `storage`:
+    <storage>/<experiment>/sweep.json     which sweep is current, and the hash of its spec
+    <storage>/<experiment>/optuna.db      Optuna studies (one per sweep), for optuna-dashboard
+    <storage>/<experiment>/<sweep_id>/    Ray Tune's experiment: trial results and checkpoints
+    <storage>/pretrained/                 source weights, cached by content hash
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import ray
+from ray import tune
+
+from orchestrator.errors import SpecError
+from orchestrator.pretrained import source_weights
+from orchestrator.progress import TrialLines
+from orchestrator.search import FidelityOptunaSearch, make_sampler, make_scheduler
+from orchestrator.space import DefineByRun
+from orchestrator.spec import SweepSpec, load_spec
+from orchestrator.tracking import MLflowLiveLogger, SweepRuns, default_tracking_uri, log_best_model, trial_outcome
+from trainables import HYPERPARAMETERS, finetune
+from trainables.data import TaskData, load_digits_task
+from trainables.finetune import load_checkpoint_model
+from trainables.models import ImageClassifier
+
+CHECKPOINTS_TO_KEEP = 2
+
+
+@dataclass
+class SweepSummary:
+    experiment: str
+    sweep_id: str
+    resumed: bool
+    wall_time_s: float
+    outcomes: dict[str, int]
+    best_trial_id: str | None = None
+    best_config: dict[str, Any] = field(default_factory=dict)
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    parent_run_id: str | None = None
+    best_run_id: str | None = None
+    model_uri: str | None = None
+    registered_model: str | None = None
+    model_version: str | None = None
+    tracking_uri: str = ""
+    optuna_storage: str = ""
+    ray_path: str = ""
+
+
+def run_sweep(
+    spec_path: str | Path,
+    *,
+    address: str | None = None,
+    trials: int | None = None,
+    max_epochs: int | None = None,
+    fresh: bool = False,
+) -> SweepSummary:
+    started = time.time()
+    overrides: dict[str, dict[str, Any]] = {}
+    if trials is not None:
+        overrides["search"] = {"trials": trials}
+    if max_epochs is not None:
+        overrides["early_stopping"] = {"max_epochs": max_epochs}
+    spec = load_spec(spec_path, overrides)
+    spec_text = Path(spec_path).read_text()
+
+    exp_dir = Path(spec.storage).expanduser().resolve() / spec.experiment
+    sweep_id, resumed = _current_sweep(spec, exp_dir, str(spec_path), fresh)
+    _ensure_writable(exp_dir, str(spec_path))
+    optuna_url = f"sqlite:///{exp_dir / 'optuna.db'}"
+
+    # MLflow first: an unreachable or misconfigured store fails here, before any compute.
+    runs = SweepRuns(
+        default_tracking_uri(spec.mlflow.tracking_uri),
+        spec.experiment,
+        sweep_id,
+        spec.early_stopping.max_epochs,
+        spec.objective.metric,
+    )
+    runs.start_parent(
+        spec_text=spec_text,
+        spec_hash=spec.spec_hash(),
+        tags={
+            "ray.experiment_path": str(exp_dir / sweep_id),
+            "optuna.storage": optuna_url,
+            "optuna.study": sweep_id,
+        },
+    )
+    _write_state(exp_dir, sweep_id, spec.spec_hash())
+
+    _init_ray(address)
+    target = load_digits_task(
+        spec.data.classes,
+        train_per_class=spec.data.train_per_class,
+        val_per_class=spec.data.val_per_class,
+        image_size=spec.data.image_size,
+        seed=spec.search.seed,
+    )
+    weights = {}
+    if spec.weights.source == "pretrain":
+        source = load_digits_task(
+            spec.weights.pretrain.classes,
+            train_per_class=None,
+            val_per_class=None,
+            image_size=spec.data.image_size,
+            seed=spec.search.seed,
+        )
+        weights = source_weights(spec, backbones(spec), source, exp_dir.parent / "pretrained", cpus=spec.resources.cpu)
+
+    trainable = tune.with_resources(
+        tune.with_parameters(finetune, task=target, source_weights=weights),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+    ray_path = exp_dir / sweep_id
+    if resumed and tune.Tuner.can_restore(str(ray_path)):
+        print(f"Resuming sweep {sweep_id} from {ray_path}", flush=True)
+        tuner = tune.Tuner.restore(str(ray_path), trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = _new_tuner(spec, trainable, runs, exp_dir, sweep_id, optuna_url)
+    results = tuner.fit()
+
+    summary = SweepSummary(
+        experiment=spec.experiment,
+        sweep_id=sweep_id,
+        resumed=resumed,
+        wall_time_s=0.0,
+        outcomes={},
+        parent_run_id=runs.parent_run_id,
+        tracking_uri=runs.tracking_uri,
+        optuna_storage=optuna_url,
+        ray_path=str(ray_path),
+        registered_model=spec.mlflow.register_best_as,
+    )
+    best = _sync_to_mlflow(spec, runs, results, summary)
+    if best is not None:
+        _log_best(spec, runs, best, target, summary)
+    summary.wall_time_s = time.time() - started
+    runs.finish_parent(
+        tags={
+            "best.trial_id": summary.best_trial_id or "",
+            "best.run_id": summary.best_run_id or "",
+            "best.model_uri": summary.model_uri or "",
+            "best.model_version": summary.model_version or "",
+            **{f"trials.{k}": str(v) for k, v in summary.outcomes.items()},
+        },
+        metrics={
+            f"best_{spec.objective.metric}": summary.best_metrics.get(spec.objective.metric, float("nan")),
+            "wall_time_s": summary.wall_time_s,
+        },
+    )
+    return summary
+
+
+def backbones(spec: SweepSpec) -> list[str]:
+    entry = spec.space.get("backbone", HYPERPARAMETERS["backbone"].default)
+    return list(entry.choices) if hasattr(entry, "choices") else [entry]
+
+
+def _current_sweep(spec: SweepSpec, exp_dir: Path, source: str, fresh: bool) -> tuple[str, bool]:
+    state_file = exp_dir / "sweep.json"
+    if state_file.exists() and not fresh:
+        state = json.loads(state_file.read_text())
+        if state["spec_hash"] != spec.spec_hash():
+            raise SpecError(
+                source,
+                "experiment",
+                (
+                    f"experiment {spec.experiment!r} already has a sweep in {exp_dir} with a different spec; "
+                    "run with --fresh to start a new sweep, or change `experiment`"
+                ),
+            )
+        return state["sweep_id"], True
+    return time.strftime("sweep-%Y%m%d-%H%M%S"), False
+
+
+def _ensure_writable(exp_dir: Path, source: str) -> None:
+    try:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        probe = exp_dir / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise SpecError(source, "storage", f"cannot write to {exp_dir}: {exc.strerror}") from None
+
+
+def _write_state(exp_dir: Path, sweep_id: str, spec_hash: str) -> None:
+    tmp = exp_dir / "sweep.json.tmp"
+    tmp.write_text(json.dumps({"sweep_id": sweep_id, "spec_hash": spec_hash}, indent=2))
+    os.replace(tmp, exp_dir / "sweep.json")
+
+
+def _init_ray(address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    # Checkpointing every epoch of short trials is intended; Ray would warn about it.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our TrialLines callback reports progress instead
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ray.init(
+        address=address or os.environ.get("RAY_ADDRESS"),
+        include_dashboard=False,
+        logging_level="WARNING",
+        runtime_env={"worker_process_setup_hook": "orchestrator.progress.quiet_worker_logs"},
+    )
+
+
+def _new_tuner(spec: SweepSpec, trainable, runs: SweepRuns, exp_dir: Path, sweep_id: str, optuna_url: str):
+    run_keys = {"max_epochs": spec.early_stopping.max_epochs, "seed": spec.search.seed, "weights": spec.weights.source}
+    searcher = FidelityOptunaSearch(
+        space=DefineByRun(spec, run_keys),
+        metric=spec.objective.metric,
+        mode=spec.objective.mode,
+        points_to_evaluate=[dict(p) for p in spec.search.baselines] or None,
+        sampler=make_sampler(spec),
+        study_name=sweep_id,
+        storage=optuna.storages.RDBStorage(optuna_url),
+        max_epochs=spec.early_stopping.max_epochs,
+    )
+    scheduler = make_scheduler(spec)
+    if hasattr(scheduler, "set_search_properties"):
+        scheduler.set_search_properties(spec.objective.metric, spec.objective.mode)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=spec.search.trials,
+            max_concurrent_trials=spec.search.concurrent,
+            trial_dirname_creator=_trial_dirname,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=sweep_id,
+            storage_path=str(exp_dir),
+            callbacks=[
+                MLflowLiveLogger(runs),
+                TrialLines(
+                    spec.search.trials, spec.objective.metric, spec.objective.mode, spec.early_stopping.max_epochs
+                ),
+            ],
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=CHECKPOINTS_TO_KEEP,
+                checkpoint_score_attribute=spec.objective.metric,
+                checkpoint_score_order=spec.objective.mode,
+            ),
+            failure_config=tune.FailureConfig(max_failures=1),
+            verbose=0,
+        ),
+    )
+
+
+def _trial_dirname(trial) -> str:
+    return trial.trial_id  # so a result's directory name is its trial id
+
+
+def _sync_to_mlflow(spec: SweepSpec, runs: SweepRuns, results, summary: SweepSummary):
+    """Replay every trial's records from Ray into MLflow (idempotent), set outcomes, pick the best."""
+    metric, sign = spec.objective.metric, (1 if spec.objective.mode == "max" else -1)
+    best, best_score = None, None
+    for result in results:
+        trial_id = Path(result.path).name
+        records = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
+        last = records[-1] if records else (result.metrics or {})
+        outcome = trial_outcome(last, errored=result.error is not None, max_epochs=spec.early_stopping.max_epochs)
+        summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
+        scores = [r[metric] for r in records if isinstance(r.get(metric), int | float) and np.isfinite(r[metric])]
+        trial_best = max(scores, key=lambda v: sign * v) if scores else None
+        runs.child(trial_id, f"finetune_{trial_id}", result.config or {})
+        runs.log_epochs(trial_id, records)
+        runs.finish_child(trial_id, outcome, last, trial_best, error=str(result.error or ""))
+        # The best model comes from a trial that ran to max_epochs (a full-fidelity result).
+        if (
+            outcome == "completed"
+            and trial_best is not None
+            and (best_score is None or sign * trial_best > sign * best_score)
+        ):
+            best, best_score = result, trial_best
+    for run_id in runs.unfinished_children():  # runs of trials Ray no longer knows about
+        runs.client.set_terminated(run_id, "KILLED")
+    return best
+
+
+def _log_best(spec: SweepSpec, runs: SweepRuns, best, target: TaskData, summary: SweepSummary) -> None:
+    metric, mode = spec.objective.metric, spec.objective.mode
+    checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
+    best_metrics = next((m for c, m in best.best_checkpoints if c.path == checkpoint.path), best.metrics)
+    summary.best_trial_id = Path(best.path).name
+    summary.best_config = best.config
+    summary.best_metrics = {k: v for k, v in best_metrics.items() if k.startswith(("val_", "train_", "epoch"))}
+    summary.best_run_id = runs.child(summary.best_trial_id, "", {})
+
+    parent = runs.client.get_run(runs.parent_run_id).data.tags
+    if parent.get("best.run_id") == summary.best_run_id and parent.get("best.model_uri"):
+        summary.model_uri = parent["best.model_uri"]  # a resumed sweep that already logged it
+        summary.model_version = parent.get("best.model_version") or None
+        return
+    with checkpoint.as_directory() as directory:
+        backbone = load_checkpoint_model(directory, best.config, target.num_classes)
+    model = ImageClassifier(backbone, target.class_names).eval()
+    example = target.val.images[:4].numpy()
+    summary.model_uri, summary.model_version = log_best_model(
+        runs,
+        summary.best_run_id,
+        model,
+        name=spec.mlflow.register_best_as,
+        input_example=example,
+        class_names=list(target.class_names),
+    )

@@ -1,0 +1,268 @@
+"""MLflow on the driver: one parent run per sweep, one child run per trial.
+
+Workers never talk to MLflow. A Tune callback logs results as they arrive (batched), and
+`SweepRuns.sync` replays Ray's own records at the end of a sweep or on resume, so MLflow
+ends up complete and correct even if live logging missed something. Runs are found again
+by tag, never duplicated, and every run is terminated when the sweep ends.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+from ray.tune import Callback
+
+ROLE, SWEEP_ID, TRIAL_ID, OUTCOME = "orchestrator.role", "orchestrator.sweep_id", "ray.trial_id", "outcome"
+PARENT = "mlflow.parentRunId"
+# Keys Ray adds to every result; they are bookkeeping, not trial metrics.
+RAY_KEYS = {
+    "done",
+    "training_iteration",
+    "trial_id",
+    "date",
+    "timestamp",
+    "time_this_iter_s",
+    "time_total_s",
+    "pid",
+    "hostname",
+    "node_ip",
+    "time_since_restore",
+    "iterations_since_restore",
+    "checkpoint_dir_name",
+    "should_checkpoint",
+    "epoch",
+    "diverged",
+}
+
+
+def default_tracking_uri(spec_uri: str | None) -> str:
+    """Spec, then MLFLOW_TRACKING_URI, then an SQLite file in the working directory."""
+    return spec_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def trial_outcome(result: dict | None, *, errored: bool, max_epochs: int) -> str:
+    """completed | pruned | errored | diverged, from a trial's last result."""
+    result = result or {}
+    if errored:
+        return "errored"
+    if result.get("diverged"):
+        return "diverged"
+    return "completed" if result.get("epoch", 0) >= max_epochs else "pruned"
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def metrics_of(result: dict, step: int, timestamp_ms: int) -> list[Metric]:
+    return [
+        Metric(key, float(value), timestamp_ms, step)
+        for key, value in result.items()
+        if key not in RAY_KEYS
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    ]
+
+
+@dataclass
+class SweepRuns:
+    """Finds or creates the sweep's MLflow runs and writes to them."""
+
+    tracking_uri: str
+    experiment: str
+    sweep_id: str
+    max_epochs: int
+    metric: str
+    parent_run_id: str | None = None
+    experiment_id: str | None = None
+    _children: dict[str, str] = field(default_factory=dict)
+    _logged_epoch: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.tracking_uri)
+
+    def __getstate__(self) -> dict:  # pickled into Tune's experiment state; caches are rebuilt
+        return {**self.__dict__, "_children": {}, "_logged_epoch": {}}
+
+    # -- parent ---------------------------------------------------------------------------
+    def start_parent(self, *, spec_text: str, spec_hash: str, tags: dict[str, str]) -> str:
+        client = self.client
+        experiment = client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            location = None
+            if self.tracking_uri.startswith("sqlite:"):  # keep artifacts beside the store, not in ./mlruns
+                location = Path("mlartifacts").resolve().as_uri()
+            self.experiment_id = client.create_experiment(self.experiment, artifact_location=location)
+        else:
+            self.experiment_id = experiment.experiment_id
+        found = client.search_runs(
+            [self.experiment_id], f"tags.`{SWEEP_ID}` = '{self.sweep_id}' and tags.`{ROLE}` = 'sweep'", max_results=1
+        )
+        if found:
+            self.parent_run_id = found[0].info.run_id
+            client.update_run(self.parent_run_id, status="RUNNING")
+            return self.parent_run_id
+        run = client.create_run(
+            self.experiment_id,
+            run_name=self.sweep_id,
+            tags={ROLE: "sweep", SWEEP_ID: self.sweep_id, "orchestrator.spec_hash": spec_hash, **tags},
+        )
+        self.parent_run_id = run.info.run_id
+        client.log_text(self.parent_run_id, spec_text, "spec.yaml")
+        return self.parent_run_id
+
+    def finish_parent(self, tags: dict[str, str], metrics: dict[str, float]) -> None:
+        client = self.client
+        now = int(time.time() * 1000)
+        client.log_batch(
+            self.parent_run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+        client.set_terminated(self.parent_run_id, "FINISHED")
+
+    # -- children -------------------------------------------------------------------------
+    def child(self, trial_id: str, trial_name: str, config: dict) -> str:
+        """The child run for a trial, created on first sight with its params."""
+        if trial_id in self._children:
+            return self._children[trial_id]
+        client = self.client
+        found = client.search_runs(
+            [self.experiment_id],
+            f"tags.`{TRIAL_ID}` = '{trial_id}' and tags.`{PARENT}` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+            history = client.get_metric_history(run_id, self.metric)
+            self._logged_epoch[trial_id] = max((m.step for m in history), default=0)
+        else:
+            run = client.create_run(
+                self.experiment_id,
+                run_name=trial_name,
+                tags={PARENT: self.parent_run_id, ROLE: "trial", TRIAL_ID: trial_id, SWEEP_ID: self.sweep_id},
+            )
+            run_id = run.info.run_id
+            params = [Param(k, str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in flatten(config).items()]
+            for i in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
+                client.log_batch(run_id, params=params[i : i + MAX_PARAMS_TAGS_PER_BATCH])
+            self._logged_epoch[trial_id] = 0
+        self._children[trial_id] = run_id
+        return run_id
+
+    def log_epochs(self, trial_id: str, results: list[dict]) -> None:
+        """Log per-epoch results (step=epoch), skipping epochs this run already has."""
+        run_id = self._children[trial_id]
+        done = self._logged_epoch.get(trial_id, 0)
+        metrics: list[Metric] = []
+        for result in results:
+            epoch = int(result.get("epoch", 0))
+            if epoch > done:
+                stamp = int(result.get("timestamp", time.time()) * 1000)
+                metrics += metrics_of(result, epoch, stamp)
+                done = epoch
+        for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
+        self._logged_epoch[trial_id] = done
+
+    def finish_child(self, trial_id: str, outcome: str, last: dict | None, best: float | None, error: str = "") -> None:
+        run_id = self._children[trial_id]
+        tags = {OUTCOME: outcome, "stopped_at_epoch": str(int((last or {}).get("epoch", 0)))}
+        if error:
+            tags["error"] = error[-4000:]
+        metrics = [Metric(f"best_{self.metric}", best, int(time.time() * 1000), 0)] if best is not None else []
+        self.client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
+        status = "FINISHED" if outcome in ("completed", "pruned") else "FAILED"
+        if self.client.get_run(run_id).info.status != status:
+            self.client.set_terminated(run_id, status)
+
+    def unfinished_children(self) -> list[str]:
+        running = RunStatus.to_string(RunStatus.RUNNING)
+        runs = self.client.search_runs(
+            [self.experiment_id], f"tags.`{PARENT}` = '{self.parent_run_id}' and attributes.status = '{running}'"
+        )
+        return [run.info.run_id for run in runs]
+
+
+class MLflowLiveLogger(Callback):
+    """Logs each trial's results to its child run as they arrive, at most once a second per trial."""
+
+    def __init__(self, runs: SweepRuns, flush_every_s: float = 1.0):
+        self.runs = runs
+        self.flush_every_s = flush_every_s
+        self._pending: dict[str, list[dict]] = {}
+        self._last_flush = 0.0
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_pending": {}}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.runs.child(trial.trial_id, str(trial), trial.config)
+
+    on_trial_restore = on_trial_start
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._pending.setdefault(trial.trial_id, []).append(result)
+
+    def on_step_end(self, iteration, trials, **info):
+        if time.monotonic() - self._last_flush >= self.flush_every_s:
+            self.flush()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.flush(trial.trial_id)
+
+    on_trial_error = on_trial_complete
+
+    def on_experiment_end(self, trials, **info):
+        self.flush()
+
+    def flush(self, trial_id: str | None = None) -> None:
+        for tid in [trial_id] if trial_id else list(self._pending):
+            results = self._pending.pop(tid, [])
+            if results:
+                self.runs.child(tid, tid, {})  # known already; cheap lookup
+                self.runs.log_epochs(tid, results)
+        self._last_flush = time.monotonic()
+
+
+def log_best_model(
+    runs: SweepRuns, run_id: str, model, *, name: str | None, input_example, class_names: list[str]
+) -> tuple[str, str | None]:
+    """Log the best model as an MLflow PyTorch model in the best child run; register it if asked.
+
+    MLflow saves it with torch.export (no pickle), so loading needs neither this package nor
+    trust in the file; `metadata["class_names"][i]` is the label of output logit i.
+
+    Returns (model_uri, registered version or None).
+    """
+    mlflow.set_tracking_uri(runs.tracking_uri)
+    client = runs.client
+    status = client.get_run(run_id).info.status
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            model,
+            name="model",
+            registered_model_name=name,
+            input_example=input_example,
+            metadata={"class_names": class_names},
+        )
+    client.set_terminated(run_id, status)  # start_run reopened it; keep its outcome status
+    version = str(info.registered_model_version) if name and info.registered_model_version else None
+    return info.model_uri, version

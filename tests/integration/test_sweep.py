@@ -1,0 +1,170 @@
+"""A real sweep end to end: Ray (local cluster) + Optuna (SQLite) + ASHA + MLflow (SQLite).
+
+One sweep runs once for the module; the tests read what it left behind through MLflow's and
+Optuna's own clients, then resume it, change it, and start it fresh.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+import ray
+import torch
+from mlflow import MlflowClient
+
+from orchestrator.cli import main
+from orchestrator.errors import SpecError
+from orchestrator.sweep import run_sweep
+from trainables.data import load_digits_task
+
+pytestmark = pytest.mark.integration
+
+TRIALS, MAX_EPOCHS = 10, 4
+SPEC = textwrap.dedent(f"""\
+    experiment: it
+    data: {{classes: [5, 6, 7], train_per_class: 8, val_per_class: 20, image_size: 32}}
+    weights: {{source: pretrain, pretrain: {{classes: [0, 1, 2], epochs: 1}}}}
+    search:
+      trials: {TRIALS}
+      concurrent: 2
+      seed: 0
+      baselines: [{{backbone: test_resnet, transfer_layers: 0.0, unfreeze: full}}]
+    early_stopping: {{max_epochs: {MAX_EPOCHS}, grace_period: 1, reduction_factor: 2}}
+    space:
+      backbone: {{type: categorical, choices: [test_resnet, test_vit]}}
+      transfer_layers: {{type: float, low: 0.0, high: 1.0}}
+      unfreeze: {{type: categorical, choices: [frozen, full]}}
+      lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
+      batch_size: 8
+    mlflow: {{register_best_as: it-best}}
+    storage: ./runs
+""")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("sweep")
+    previous = Path.cwd()
+    os.chdir(workdir)
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    try:
+        (workdir / "spec.yaml").write_text(SPEC)
+        summary = run_sweep(workdir / "spec.yaml")
+        yield workdir, summary
+    finally:
+        os.chdir(previous)
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def client(sweep):
+    workdir, summary = sweep
+    return MlflowClient(summary.tracking_uri)
+
+
+def _children(client, parent_run_id):
+    exp = client.get_experiment_by_name("it")
+    return client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+
+
+def test_one_parent_run_with_the_spec_and_one_child_per_trial(sweep, client):
+    _, summary = sweep
+    exp = client.get_experiment_by_name("it")
+    parents = client.search_runs([exp.experiment_id], "tags.`orchestrator.role` = 'sweep'")
+    assert [p.info.run_id for p in parents] == [summary.parent_run_id]
+    assert parents[0].info.status == "FINISHED"
+    spec_text = mlflow.artifacts.load_text(f"runs:/{summary.parent_run_id}/spec.yaml")
+    assert "experiment: it" in spec_text
+    children = _children(client, summary.parent_run_id)
+    assert len(children) == TRIALS
+    assert len({c.data.tags["ray.trial_id"] for c in children}) == TRIALS
+    assert all(c.data.tags["orchestrator.role"] == "trial" for c in children)
+
+
+def test_children_hold_params_outcomes_and_gap_free_epoch_histories(sweep, client):
+    _, summary = sweep
+    outcomes = {}
+    for child in _children(client, summary.parent_run_id):
+        tags, params = child.data.tags, child.data.params
+        assert {"backbone", "transfer_layers", "unfreeze", "lr", "batch_size", "max_epochs"} <= set(params)
+        outcome = tags["outcome"]
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_acc")]
+        stopped = int(tags["stopped_at_epoch"])
+        assert sorted(steps) == list(range(1, stopped + 1)), "one val_acc per epoch, no gaps, no repeats"
+        assert (stopped == MAX_EPOCHS) == (outcome == "completed")
+        assert child.info.status == ("FINISHED" if outcome in ("completed", "pruned") else "FAILED")
+        for key in ("val_loss", "val_f1", "train_loss", "trainable_params", "total_params", "epoch_time_s"):
+            assert key in child.data.metrics
+    assert outcomes.get("pruned", 0) >= 1, outcomes
+    assert outcomes.get("completed", 0) >= 1, outcomes
+    assert outcomes == summary.outcomes
+
+
+def test_optuna_states_match_outcome_tags(sweep, client):
+    _, summary = sweep
+    study = optuna.load_study(study_name=summary.sweep_id, storage=summary.optuna_storage)
+    states = [t.state.name for t in study.get_trials()]
+    expected = {"completed": "COMPLETE", "pruned": "PRUNED", "errored": "FAIL", "diverged": "FAIL"}
+    by_tag = sorted(expected[c.data.tags["outcome"]] for c in _children(client, summary.parent_run_id))
+    assert sorted(states) == by_tag
+    # the baseline was evaluated first
+    assert study.get_trials()[0].params["transfer_layers"] == 0.0
+
+
+def test_registered_model_is_the_best_child_and_classifies_target_images(sweep, client):
+    _, summary = sweep
+    children = {c.info.run_id: c for c in _children(client, summary.parent_run_id)}
+    completed = {
+        rid: c.data.metrics["best_val_acc"] for rid, c in children.items() if c.data.tags["outcome"] == "completed"
+    }
+    assert summary.best_run_id == max(completed, key=completed.get)
+    version = client.get_model_version("it-best", summary.model_version)
+    assert version.run_id == summary.best_run_id
+
+    uri = f"models:/it-best/{summary.model_version}"
+    model = mlflow.pytorch.load_model(uri)
+    target = load_digits_task([5, 6, 7], train_per_class=8, val_per_class=20, image_size=32, seed=0)
+    with torch.no_grad():
+        predictions = model(target.val.images).argmax(dim=1)
+    accuracy = float((predictions == target.val.labels).float().mean())
+    assert mlflow.models.get_model_info(uri).metadata["class_names"] == ["5", "6", "7"]
+    assert accuracy == pytest.approx(completed[summary.best_run_id], abs=1e-6)
+
+
+def test_rerun_resumes_without_duplicating_runs_or_models(sweep, client):
+    workdir, first = sweep
+    again = run_sweep(workdir / "spec.yaml")
+    assert again.resumed and again.sweep_id == first.sweep_id
+    assert again.parent_run_id == first.parent_run_id
+    children = _children(client, first.parent_run_id)
+    assert len(children) == TRIALS
+    assert len({c.data.tags["ray.trial_id"] for c in children}) == TRIALS
+    exp = client.get_experiment_by_name("it")
+    assert not client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+    assert len(client.search_model_versions("name = 'it-best'")) == 1
+    assert again.outcomes == first.outcomes
+
+
+def test_changed_spec_with_the_same_experiment_is_refused(sweep, capsys):
+    workdir, _ = sweep
+    changed = workdir / "changed.yaml"
+    changed.write_text(SPEC.replace("seed: 0", "seed: 1"))
+    with pytest.raises(SpecError, match="--fresh"):
+        run_sweep(changed)
+    assert main(["sweep", str(changed)]) == 2
+    assert "different spec" in capsys.readouterr().err
+
+
+def test_fresh_starts_a_new_sweep_beside_the_old_one(sweep, client):
+    workdir, first = sweep
+    fresh = run_sweep(workdir / "spec.yaml", fresh=True, trials=2, max_epochs=2)
+    assert not fresh.resumed and fresh.sweep_id != first.sweep_id
+    assert fresh.parent_run_id != first.parent_run_id
+    assert len(_children(client, fresh.parent_run_id)) == 2
+    assert len(_children(client, first.parent_run_id)) == TRIALS

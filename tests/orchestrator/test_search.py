@@ -1,0 +1,88 @@
+"""The fidelity bridge, driven with synthetic results (no Ray cluster needed)."""
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from orchestrator.search import FidelityOptunaSearch, make_scheduler
+from orchestrator.space import DefineByRun
+from orchestrator.spec import load_spec
+from tests.orchestrator.test_spec import GOOD
+
+MAX_EPOCHS = 3
+
+
+def _searcher(cls, spec, **extra):
+    return cls(
+        space=DefineByRun(spec, {"max_epochs": MAX_EPOCHS, "seed": 0, "weights": "pretrain"}),
+        metric="val_acc",
+        mode="max",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        **extra,
+    )
+
+
+def _run(searcher, trial_id, accs, **complete):
+    config = searcher.suggest(trial_id)
+    assert config["max_epochs"] == MAX_EPOCHS
+    for epoch, acc in enumerate(accs, start=1):
+        result = {"epoch": epoch, "val_acc": acc, "training_iteration": epoch}
+        searcher.on_trial_result(trial_id, result)
+    searcher.on_trial_complete(trial_id, result=complete.pop("result", result), **complete)
+
+
+@pytest.fixture
+def spec(write_spec):
+    return load_spec(write_spec(GOOD))
+
+
+def test_trial_stopped_early_is_pruned_with_its_intermediate_values(spec):
+    searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS)
+    _run(searcher, "early", [0.3, 0.5])
+    (trial,) = searcher._ot_study.get_trials()
+    assert trial.state == TrialState.PRUNED
+    assert trial.intermediate_values == {1: 0.3, 2: 0.5}
+
+
+def test_trial_that_reached_max_epochs_is_complete_with_its_final_value(spec):
+    searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS)
+    _run(searcher, "full", [0.3, 0.5, 0.7])
+    (trial,) = searcher._ot_study.get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(0.7)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"error": True},
+        {"result": {"epoch": 2, "val_acc": 0.5, "diverged": 1}},
+        {"result": {"epoch": 3, "val_acc": float("nan")}},
+    ],
+)
+def test_errored_diverged_or_nan_trials_fail(spec, kwargs):
+    searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS)
+    _run(searcher, "bad", [0.3, 0.5, 0.6], **kwargs)
+    assert searcher._ot_study.get_trials()[0].state == TrialState.FAIL
+
+
+def test_stock_ray_searcher_calls_early_stopped_trials_complete(spec):
+    """The behaviour the bridge exists to fix: a 2-epoch value recorded as a final one."""
+    stock = _searcher(OptunaSearch, spec)
+    _run(stock, "early", [0.3, 0.5])
+    (trial,) = stock._ot_study.get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(0.5)
+
+
+def test_steps_are_epochs_not_training_iterations(spec):
+    """A restored trial's training_iteration restarts; epochs do not, so steps stay unique."""
+    searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS)
+    searcher.suggest("t")
+    searcher.on_trial_result("t", {"epoch": 2, "val_acc": 0.4, "training_iteration": 1})
+    searcher.on_trial_complete("t", {"epoch": 2, "val_acc": 0.4})
+    assert searcher._ot_study.get_trials()[0].intermediate_values == {2: 0.4}
+
+
+def test_asha_uses_epochs_as_time(spec):
+    scheduler = make_scheduler(spec)
+    assert scheduler._time_attr == "epoch" and scheduler._max_t == spec.early_stopping.max_epochs

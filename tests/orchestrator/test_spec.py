@@ -1,0 +1,179 @@
+"""Spec loading: the demo spec is valid; every malformed spec gives exit 2 and one clear line."""
+
+import textwrap
+
+import pytest
+
+from orchestrator.cli import main
+from orchestrator.errors import SpecError
+from orchestrator.spec import CategoricalParam, FloatParam, load_spec
+from tests.conftest import REPO
+
+GOOD = textwrap.dedent("""\
+    experiment: unit
+    weights: {source: pretrain, pretrain: {classes: [0, 1, 2, 3, 4], epochs: 1}}
+    search: {trials: 4, baselines: [{backbone: test_resnet, unfreeze: frozen}]}
+    early_stopping: {max_epochs: 3, grace_period: 1}
+    space:
+      backbone: {type: categorical, choices: [test_resnet, test_vit]}
+      unfreeze: {type: categorical, choices: [frozen, gradual]}
+      unfreeze_every: {type: int, low: 1, high: 2, when: {unfreeze: gradual}}
+      lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      batch_size: 16
+""")
+
+
+def test_demo_specs_are_valid():
+    for path in sorted((REPO / "search_spaces").glob("*.yaml")):
+        assert load_spec(path).experiment
+
+
+def test_good_spec_parses_types_fixed_values_and_conditions(write_spec):
+    spec = load_spec(write_spec(GOOD))
+    assert isinstance(spec.space["backbone"], CategoricalParam)
+    assert isinstance(spec.space["lr"], FloatParam) and spec.space["lr"].log
+    assert spec.fixed == {"batch_size": 16}
+    assert spec.space["unfreeze_every"].when == {"unfreeze": "gradual"}
+
+
+def test_spec_hash_changes_with_content(write_spec):
+    a = load_spec(write_spec(GOOD, "a.yaml"))
+    b = load_spec(write_spec(GOOD.replace("trials: 4", "trials: 5"), "b.yaml"))
+    assert a.spec_hash() != b.spec_hash()
+    assert a.spec_hash() == load_spec(write_spec(GOOD, "c.yaml")).spec_hash()
+
+
+def test_overrides_are_validated_like_the_file(write_spec):
+    path = write_spec(GOOD)
+    assert load_spec(path, {"search": {"trials": 9}}).search.trials == 9
+    with pytest.raises(SpecError, match="search.trials"):
+        load_spec(path, {"search": {"trials": 0}})
+
+
+def _replace(old, new):
+    assert old in GOOD, old
+    return GOOD.replace(old, new)
+
+
+# (case id, spec content, field named in the message, words the message must contain)
+BAD_SPECS = [
+    ("typo_key", _replace("trials: 4", "tirals: 4"), "search.tirals", "did you mean 'trials'"),
+    ("typo_top_level", GOOD + "storge: ./x\n", "storge", "did you mean 'storage'"),
+    ("unknown_backbone", _replace("test_vit]", "resnet5O]"), "space.backbone.choices[1]", "unknown timm backbone"),
+    (
+        "low_gt_high",
+        _replace("low: 1.0e-4, high: 1.0e-2", "low: 1.0e-2, high: 1.0e-4"),
+        "space.lr.low",
+        "low must be <= high",
+    ),
+    (
+        "log_low_zero",
+        _replace("low: 1.0e-4, high: 1.0e-2, log: true", "low: 0.0, high: 1.0e-2, log: true"),
+        "space.lr.low",
+        "log scale needs low > 0",
+    ),
+    (
+        "when_unknown_param",
+        _replace("when: {unfreeze: gradual}", "when: {unfrieze: gradual}"),
+        "space.unfreeze_every.when.unfrieze",
+        "did you mean 'unfreeze'",
+    ),
+    (
+        "when_unknown_value",
+        _replace("when: {unfreeze: gradual}", "when: {unfreeze: gradul}"),
+        "space.unfreeze_every.when.unfreeze",
+        "'gradul' is not a value",
+    ),
+    ("empty_file", "", None, "empty"),
+    ("whitespace_file", "\n\n   \n", None, "empty"),
+    ("yaml_syntax", "experiment: x\nspace: {lr: [1, 2\n", None, "YAML syntax error at line"),
+    ("binary_file", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", None, "not a text file"),
+    ("top_level_list", "- a\n- b\n", None, "expected a YAML mapping"),
+    ("trials_zero", _replace("trials: 4", "trials: 0"), "search.trials", "greater than 0"),
+    ("trials_negative", _replace("trials: 4", "trials: -3"), "search.trials", "greater than 0"),
+    ("trials_wrong_type", _replace("trials: 4", "trials: many"), "search.trials", "integer"),
+    ("missing_experiment", GOOD.replace("experiment: unit\n", ""), "experiment", "required"),
+    (
+        "unknown_hyperparameter",
+        _replace("batch_size: 16", "batchsize: 16"),
+        "space.batchsize",
+        "did you mean 'batch_size'",
+    ),
+    (
+        "bad_param_type",
+        _replace("{type: float, low: 1.0e-4", "{type: real, low: 1.0e-4"),
+        "space.lr",
+        "type: float | int | categorical",
+    ),
+    (
+        "unknown_unfreeze_mode",
+        _replace("[frozen, gradual]", "[frozen, gradually]"),
+        "space.unfreeze.choices[1]",
+        "must be one of",
+    ),
+    ("fixed_out_of_range", _replace("batch_size: 16", "batch_size: 0"), "space.batch_size", ">= 1"),
+    (
+        "baseline_outside_space",
+        _replace("unfreeze: frozen}]", "unfreeze: full}]"),
+        "search.baselines[0].unfreeze",
+        "outside the space",
+    ),
+    (
+        "baseline_unknown_param",
+        _replace("unfreeze: frozen}]", "unfreez: frozen}]"),
+        "search.baselines[0].unfreez",
+        "did you mean 'unfreeze'",
+    ),
+    ("grace_gt_max", _replace("grace_period: 1", "grace_period: 5"), "early_stopping.grace_period", "<= max_epochs"),
+    (
+        "class_out_of_range",
+        _replace("classes: [0, 1, 2, 3, 4]", "classes: [0, 1, 12]"),
+        "weights.pretrain.classes",
+        "0-9",
+    ),
+    (
+        "pretrain_missing",
+        _replace(
+            "weights: {source: pretrain, pretrain: {classes: [0, 1, 2, 3, 4], epochs: 1}}",
+            "weights: {source: pretrain}",
+        ),
+        "weights.pretrain",
+        "required",
+    ),
+    ("unknown_metric", GOOD + "objective: {metric: val_acuracy}\n", "objective.metric", "did you mean 'val_acc'"),
+    ("negative_cpu", GOOD + "resources: {cpu: -1}\n", "resources.cpu", "greater than 0"),
+    ("absurd_image_size", GOOD + "data: {image_size: 100000}\n", "data.image_size", "less than or equal"),
+]
+
+
+@pytest.mark.parametrize("content,field,words", [c[1:] for c in BAD_SPECS], ids=[c[0] for c in BAD_SPECS])
+def test_bad_spec_exits_2_with_one_line(write_spec, capsys, content, field, words):
+    path = write_spec(content)
+    assert main(["validate", str(path)]) == 2
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"error: {path}")
+    if field:
+        assert f": {field}:" in lines[0]
+    assert words in lines[0]
+    assert "Traceback" not in err and out == ""
+
+
+def test_missing_file_is_a_user_error(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_validate_accepts_good_spec_and_lists_backbones(write_spec, capsys):
+    assert main(["validate", str(write_spec(GOOD))]) == 0
+    out = capsys.readouterr().out
+    assert "OK" in out and "test_resnet" in out and "test_vit" in out
+
+
+def test_validate_builds_backbones_and_reports_incompatible_input(write_spec, capsys):
+    # vit_tiny_patch16_224 needs 224-pixel input; at 32x32 its position embedding does not fit.
+    path = write_spec(GOOD.replace("test_vit]", "vit_tiny_patch16_224]"))
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "space.backbone" in err and "vit_tiny_patch16_224 cannot run on 32x32" in err

@@ -1,0 +1,60 @@
+"""The trial config contract: every key a trial understands, its default and its valid range.
+
+The orchestrator checks a spec's `space` against this table, so a typo or an out-of-range
+value is caught before any compute is spent, and nothing configured is silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trainables.transfer import UNFREEZE_MODES
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    default: Any
+    kind: type  # float, int or str; an int is accepted where a float is expected
+    low: float | None = None  # inclusive
+    high: float | None = None  # inclusive unless high_open
+    high_open: bool = False
+    choices: tuple[str, ...] | None = None
+    help: str = ""
+
+    def check(self, value: Any) -> str | None:
+        """None if `value` is valid, else what is wrong with it."""
+        if self.choices is not None:
+            return None if value in self.choices else f"must be one of {list(self.choices)}, got {value!r}"
+        numeric = (int, float) if self.kind is float else (self.kind,)
+        if isinstance(value, bool) or not isinstance(value, numeric):
+            return f"must be {self.kind.__name__}, got {value!r}"
+        if self.low is not None and value < self.low:
+            return f"must be >= {self.low}, got {value!r}"
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return f"must be {'<' if self.high_open else '<='} {self.high}, got {value!r}"
+        return None
+
+
+HYPERPARAMETERS: dict[str, Hyperparameter] = {
+    "backbone": Hyperparameter("resnet10t", str, help="timm model name"),
+    "transfer_layers": Hyperparameter(1.0, float, low=0, help="fraction in [0, 1] of body groups, or an int count"),
+    "unfreeze": Hyperparameter("frozen", str, choices=UNFREEZE_MODES, help="schedule of the transferred groups"),
+    "unfreeze_every": Hyperparameter(1, int, low=1, help="gradual: epochs between unfreezing groups"),
+    "lp_epochs": Hyperparameter(1, int, low=1, help="lp_ft: epochs of linear probing first"),
+    "lr": Hyperparameter(3e-3, float, low=1e-8, high=10.0, help="peak learning rate (AdamW)"),
+    "weight_decay": Hyperparameter(1e-4, float, low=0.0, high=1.0, help="AdamW decoupled weight decay"),
+    "warmup_epochs": Hyperparameter(0, int, low=0, help="linear warmup before cosine decay"),
+    "dropout": Hyperparameter(0.0, float, low=0.0, high=1.0, high_open=True, help="dropout before the head"),
+    "label_smoothing": Hyperparameter(
+        0.0, float, low=0.0, high=1.0, high_open=True, help="cross-entropy label smoothing"
+    ),
+    "batch_size": Hyperparameter(32, int, low=1, high=65536, help="training batch size"),
+}
+
+# Keys set by the orchestrator for every trial rather than searched.
+RUN_KEYS = ("max_epochs", "seed", "weights")
+
+
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    return {**{name: hp.default for name, hp in HYPERPARAMETERS.items()}, **config}
