@@ -52,8 +52,8 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "batch_size": Hyperparameter(32, int, low=1, high=65536, help="training batch size"),
 }
 
-# Keys set by the orchestrator for every trial rather than searched.
-RUN_KEYS = ("max_epochs", "seed", "weights")
+# Keys set by the orchestrator rather than searched (`baseline` marks the spec's baselines).
+RUN_KEYS = ("max_epochs", "seed", "weights", "baseline")
 
 
 def with_defaults(config: dict[str, Any]) -> dict[str, Any]:

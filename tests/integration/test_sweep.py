@@ -113,8 +113,10 @@ def test_optuna_states_match_outcome_tags(sweep, client):
     expected = {"completed": "COMPLETE", "pruned": "PRUNED", "errored": "FAIL", "diverged": "FAIL"}
     by_tag = sorted(expected[c.data.tags["outcome"]] for c in _children(client, summary.parent_run_id))
     assert sorted(states) == by_tag
-    # the baseline was evaluated first
+    # the baseline was evaluated first, and ASHA let it run to max_epochs as a reference
     assert study.get_trials()[0].params["transfer_layers"] == 0.0
+    (baseline,) = [c for c in _children(client, summary.parent_run_id) if c.data.params.get("baseline") == "0"]
+    assert baseline.data.tags["outcome"] == "completed"
 
 
 def test_registered_model_is_the_best_child_and_classifies_target_images(sweep, client):

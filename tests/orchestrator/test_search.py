@@ -86,3 +86,29 @@ def test_steps_are_epochs_not_training_iterations(spec):
 def test_asha_uses_epochs_as_time(spec):
     scheduler = make_scheduler(spec)
     assert scheduler._time_attr == "epoch" and scheduler._max_t == spec.early_stopping.max_epochs
+
+
+class _Trial:
+    def __init__(self, trial_id, config):
+        self.trial_id, self.config = trial_id, config
+
+
+def test_asha_never_stops_a_baseline_before_max_epochs(spec):
+    scheduler = make_scheduler(spec)
+    scheduler.set_search_properties("val_acc", "max")
+    good, baseline = _Trial("good", {}), _Trial("base", {"baseline": 0})
+    plain = _Trial("plain", {})
+    for trial in (good, baseline, plain):
+        scheduler.on_trial_add(None, trial)
+    scheduler.on_trial_result(None, good, {"epoch": 1, "val_acc": 0.9})
+    assert scheduler.on_trial_result(None, plain, {"epoch": 1, "val_acc": 0.1}) == "STOP"
+    assert scheduler.on_trial_result(None, baseline, {"epoch": 1, "val_acc": 0.1}) == "CONTINUE"
+
+
+def test_baselines_are_marked_in_the_trial_config(spec):
+    searcher = _searcher(
+        FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, points_to_evaluate=[dict(p) for p in spec.search.baselines]
+    )
+    first, second = searcher.suggest("a"), searcher.suggest("b")
+    assert first["baseline"] == 0 and first["backbone"] == "test_resnet" and first["unfreeze"] == "frozen"
+    assert "baseline" not in second
