@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -15,8 +16,10 @@ from orchestrator.errors import SpecError, did_you_mean
 from orchestrator.spec import (
     DIGITS_CLASSES,
     REPORTED_METRICS,
+    WEIGHT_SOURCES,
     CategoricalParam,
     FloatParam,
+    ImageFolderSource,
     IntParam,
     SweepSpec,
 )
@@ -54,26 +57,55 @@ def check_spec(spec: SweepSpec, source: str) -> None:
 
 
 def _check_data(spec: SweepSpec, fail) -> None:
-    for field, classes in (
-        ("data.classes", spec.data.classes),
-        ("weights.pretrain.classes", spec.weights.pretrain.classes if spec.weights.pretrain else []),
-    ):
-        bad = [c for c in classes if c not in DIGITS_CLASSES]
-        if bad:
-            fail(field, f"digits has classes 0-9, got {bad[0]!r}")
-        if len(set(classes)) != len(classes):
-            fail(field, f"classes must be distinct, got {classes}")
-    need = spec.data.train_per_class + 1
-    if need > DIGITS_MIN_PER_CLASS:
+    sections = [("data", spec.data)] + ([("weights.pretrain", spec.weights.pretrain)] if spec.weights.pretrain else [])
+    for field, data in sections:
+        classes = data.classes or []
+        if len(set(map(str, classes))) != len(classes):
+            fail(f"{field}.classes", f"classes must be distinct, got {classes}")
+        if isinstance(data.dataset, ImageFolderSource):
+            root = Path(data.dataset.imagefolder).expanduser()
+            if not root.is_dir():
+                fail(f"{field}.dataset.imagefolder", f"no such directory: {root}")
+        else:
+            bad = [c for c in classes if c not in DIGITS_CLASSES]
+            if bad:
+                fail(f"{field}.classes", f"digits has classes 0-9, got {bad[0]!r}")
+    if not isinstance(spec.data.dataset, ImageFolderSource):
+        per_class = spec.data.train_per_class
+        if per_class is None or per_class + 1 > DIGITS_MIN_PER_CLASS:
+            fail(
+                "data.train_per_class",
+                f"digits has {DIGITS_MIN_PER_CLASS} images in its rarest class and at least "
+                f"one per class must stay for validation, got {per_class}",
+            )
+    elif spec.data.val_per_class is not None:
         fail(
-            "data.train_per_class",
-            f"digits has {DIGITS_MIN_PER_CLASS} images in its rarest class and "
-            f"at least one per class must stay for validation, got {spec.data.train_per_class}",
+            "data.val_per_class",
+            "only applies to digits; an image folder's val split is its val/ folder or val_fraction",
         )
-    if spec.weights.source == "pretrain" and spec.weights.pretrain is None:
+    _check_weights(spec, fail)
+
+
+def _check_weights(spec: SweepSpec, fail) -> None:
+    source = spec.weights.source
+    if source not in ("pretrain", "hub", "none") and not source.startswith("file:"):
+        fail(
+            "weights.source",
+            f"unknown source {source!r}; expected one of {list(WEIGHT_SOURCES)}"
+            f"{did_you_mean(source, ('pretrain', 'hub', 'none'))}",
+        )
+    if source == "pretrain" and spec.weights.pretrain is None:
         fail("weights.pretrain", "required when weights.source is 'pretrain' (which source task to pretrain on)")
-    if spec.weights.source == "none" and spec.weights.pretrain is not None:
-        fail("weights.pretrain", "given but weights.source is 'none', so it would be ignored; remove it")
+    if source != "pretrain" and spec.weights.pretrain is not None:
+        fail("weights.pretrain", f"given but weights.source is {source!r}, so it would be ignored; remove it")
+    if source.startswith("file:"):
+        path = Path(source.removeprefix("file:")).expanduser()
+        if not path.is_file():
+            fail("weights.source", f"no such weights file: {path}")
+        if path.suffix not in (".safetensors", ".pth", ".pt", ".bin"):
+            fail("weights.source", f"expected a .safetensors, .pth, .pt or .bin file, got {path.name!r}")
+        if len(spec.backbones) != 1:
+            fail("weights.source", "a weights file fits one architecture; fix `backbone` in space to a single name")
 
 
 def _check_space(spec: SweepSpec, fail) -> None:

@@ -1,7 +1,10 @@
-"""Source weights for `weights.source: pretrain`: trained once per backbone, cached by content hash.
+"""Source weights for every backbone of a sweep, placed in Ray's object store once.
 
-Missing backbones are pretrained in parallel as Ray tasks; the results are written under
-`<storage>/pretrained/` so later sweeps (and resumed ones) reuse them.
+- `pretrain`: each backbone is trained on the spec's source task, in parallel as Ray tasks,
+  and cached under `<storage>/pretrained/` by a hash of everything that determines it.
+- `hub` / `file:<path>`: loaded on the driver through timm (trainables.weights).
+- `none`: nothing to transfer.
+Trials receive one object reference per backbone and fetch only the one they use.
 """
 
 from __future__ import annotations
@@ -16,16 +19,41 @@ import timm
 import torch
 from safetensors.torch import load_file, save_file
 
+from orchestrator.datasets import source_task
+from orchestrator.errors import SpecError
 from orchestrator.spec import SweepSpec
 from trainables.data import TaskData
 from trainables.pretrain import pretrain_backbone
+from trainables.weights import WeightsError, load_source_state
+
+
+def external_weights(spec: SweepSpec, source: str) -> dict[str, dict[str, torch.Tensor]]:
+    """hub / file:<path> weights of every backbone, loaded on the driver (empty for other sources)."""
+    kind = spec.weights.source
+    if kind in ("pretrain", "none"):
+        return {}
+    states = {}
+    for backbone in spec.backbones:
+        try:
+            states[backbone] = load_source_state(backbone, kind)
+        except WeightsError as exc:
+            raise SpecError(source, "weights.source", str(exc)) from None
+    return states
+
+
+def source_weight_refs(
+    spec: SweepSpec, source: str, cache_dir: Path, *, cpus: float, loaded: dict[str, dict[str, torch.Tensor]]
+) -> dict[str, ray.ObjectRef]:
+    """One object-store reference per backbone; `loaded` holds weights already read by external_weights."""
+    states = pretrained_on_source(spec, source, cache_dir, cpus=cpus) if spec.weights.source == "pretrain" else loaded
+    return {backbone: ray.put(state) for backbone, state in states.items()}
 
 
 def cache_key(spec: SweepSpec, backbone: str) -> str:
     p = spec.weights.pretrain
     identity = {
         "backbone": backbone,
-        "dataset": p.dataset,
+        "dataset": p.dataset if isinstance(p.dataset, str) else p.dataset.model_dump(),
         "classes": p.classes,
         "epochs": p.epochs,
         "lr": p.lr,
@@ -36,23 +64,19 @@ def cache_key(spec: SweepSpec, backbone: str) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def source_weights(
-    spec: SweepSpec, backbones: list[str], source: TaskData, cache_dir: Path, *, cpus: float
-) -> dict[str, dict[str, torch.Tensor]]:
-    """State dicts of every backbone pretrained on the source task, from cache or freshly trained."""
-    paths = {b: cache_dir / f"{b}-{cache_key(spec, b)}.safetensors" for b in backbones}
+def pretrained_on_source(spec: SweepSpec, source: str, cache_dir: Path, *, cpus: float) -> dict[str, dict]:
+    paths = {b: cache_dir / f"{b}-{cache_key(spec, b)}.safetensors" for b in spec.backbones}
     missing = [b for b, path in paths.items() if not path.exists()]
     if missing:
         print(
             f"Pretraining {len(missing)} backbone(s) on the source task in parallel: {', '.join(missing)}", flush=True
         )
         cache_dir.mkdir(parents=True, exist_ok=True)
-        task_ref = ray.put(source)
+        task_ref = ray.put(source_task(spec, source))
         remote = ray.remote(num_cpus=cpus)(_pretrain)
+        p = spec.weights.pretrain
         refs = {
-            b: remote.remote(
-                b, task_ref, spec.weights.pretrain.epochs, spec.search.seed, spec.weights.pretrain.lr, max(1, int(cpus))
-            )
+            b: remote.remote(b, task_ref, spec.data.image_size, p.epochs, spec.search.seed, p.lr, max(1, int(cpus)))
             for b in missing
         }
         for backbone, ref in refs.items():
@@ -60,8 +84,8 @@ def source_weights(
     return {b: load_file(str(path)) for b, path in paths.items()}
 
 
-def _pretrain(backbone: str, task: TaskData, epochs: int, seed: int, lr: float, threads: int):
-    return pretrain_backbone(backbone, task, epochs=epochs, seed=seed, lr=lr, threads=threads)
+def _pretrain(backbone: str, task: TaskData, image_size: int | None, epochs: int, seed: int, lr: float, threads: int):
+    return pretrain_backbone(backbone, task, image_size=image_size, epochs=epochs, seed=seed, lr=lr, threads=threads)
 
 
 def _atomic_save(state: dict[str, torch.Tensor], path: Path) -> None:

@@ -34,6 +34,7 @@ Condition = dict[str, Scalar | list[Scalar]]
 
 REPORTED_METRICS = ("val_acc", "val_loss", "val_f1", "val_precision", "val_recall", "train_loss")
 DIGITS_CLASSES = list(range(10))
+DEFAULT_DIGITS_TARGET = [5, 6, 7, 8, 9]
 
 
 class StrictModel(BaseModel):
@@ -95,23 +96,34 @@ class Objective(StrictModel):
     mode: Literal["max", "min"] = "max"
 
 
+class ImageFolderSource(StrictModel):
+    imagefolder: str  # class-per-folder images; with train/ and val/ (and test/) subfolders, or split below
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+
+
+DatasetSource = Union[Literal["digits"], ImageFolderSource]
+
+
 class DataSpec(StrictModel):
-    dataset: Literal["digits"] = "digits"
-    classes: list[int] = Field(default_factory=lambda: [5, 6, 7, 8, 9], min_length=2)
-    train_per_class: PositiveInt = 20
-    val_per_class: PositiveInt | None = None
-    image_size: int = Field(32, ge=8, le=1024)
+    dataset: DatasetSource = "digits"
+    classes: list[Union[StrictInt, StrictStr]] | None = Field(None, min_length=2)  # default: digits 5-9 / all folders
+    train_per_class: PositiveInt | None = 20  # None: every training image
+    val_per_class: PositiveInt | None = None  # digits only: cap on validation images per class
+    image_size: int | None = Field(None, ge=8, le=1024)  # None: each backbone's pretrained input size
 
 
 class PretrainSpec(StrictModel):
-    dataset: Literal["digits"] = "digits"
-    classes: list[int] = Field(min_length=2)
+    dataset: DatasetSource = "digits"
+    classes: list[Union[StrictInt, StrictStr]] | None = Field(None, min_length=2)
     epochs: PositiveInt = 5
     lr: float = Field(3e-3, gt=0)
 
 
+WEIGHT_SOURCES = ("pretrain", "hub", "file:<path>", "none")
+
+
 class WeightsSpec(StrictModel):
-    source: Literal["pretrain", "none"] = "pretrain"
+    source: str = "pretrain"  # pretrain | hub | file:<path> | none
     pretrain: PretrainSpec | None = None
 
 
@@ -159,6 +171,13 @@ class SweepSpec(StrictModel):
     @property
     def fixed(self) -> dict[str, Any]:
         return {name: p for name, p in self.space.items() if not isinstance(p, BaseModel)}
+
+    @property
+    def backbones(self) -> list[str]:
+        from trainables.hyperparams import HYPERPARAMETERS
+
+        entry = self.space.get("backbone", HYPERPARAMETERS["backbone"].default)
+        return list(entry.choices) if isinstance(entry, CategoricalParam) else [entry]
 
     def spec_hash(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json", warnings=False), sort_keys=True)

@@ -19,19 +19,22 @@ from typing import Any
 import numpy as np
 import optuna
 import ray
+import torch
 from ray import tune
 
+from orchestrator.datasets import target_task
 from orchestrator.errors import SpecError
-from orchestrator.pretrained import source_weights
+from orchestrator.pretrained import external_weights, source_weight_refs
 from orchestrator.progress import TrialLines
 from orchestrator.search import FidelityOptunaSearch, make_sampler, make_scheduler
 from orchestrator.space import DefineByRun
 from orchestrator.spec import SweepSpec, load_spec
 from orchestrator.tracking import MLflowLiveLogger, SweepRuns, default_tracking_uri, log_best_model, trial_outcome
-from trainables import HYPERPARAMETERS, finetune
-from trainables.data import TaskData, load_digits_task
-from trainables.finetune import load_checkpoint_model
+from trainables import finetune
+from trainables.data import TaskData
+from trainables.finetune import evaluate_split, load_checkpoint_model
 from trainables.models import ImageClassifier
+from trainables.transforms import data_config
 
 CHECKPOINTS_TO_KEEP = 2
 
@@ -46,6 +49,7 @@ class SweepSummary:
     best_trial_id: str | None = None
     best_config: dict[str, Any] = field(default_factory=dict)
     best_metrics: dict[str, float] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
     parent_run_id: str | None = None
     best_run_id: str | None = None
     model_uri: str | None = None
@@ -73,6 +77,10 @@ def run_sweep(
     spec = load_spec(spec_path, overrides)
     spec_text = Path(spec_path).read_text()
 
+    # Data and hub/file weights load first: a bad folder or file fails before anything is written.
+    target = target_task(spec, str(spec_path))
+    external = external_weights(spec, str(spec_path))
+
     exp_dir = Path(spec.storage).expanduser().resolve() / spec.experiment
     sweep_id, resumed = _current_sweep(spec, exp_dir, str(spec_path), fresh)
     _ensure_writable(exp_dir, str(spec_path))
@@ -98,26 +106,12 @@ def run_sweep(
     _write_state(exp_dir, sweep_id, spec.spec_hash())
 
     _init_ray(address)
-    target = load_digits_task(
-        spec.data.classes,
-        train_per_class=spec.data.train_per_class,
-        val_per_class=spec.data.val_per_class,
-        image_size=spec.data.image_size,
-        seed=spec.search.seed,
+    weights = source_weight_refs(
+        spec, str(spec_path), exp_dir.parent / "pretrained", cpus=spec.resources.cpu, loaded=external
     )
-    weights = {}
-    if spec.weights.source == "pretrain":
-        source = load_digits_task(
-            spec.weights.pretrain.classes,
-            train_per_class=None,
-            val_per_class=None,
-            image_size=spec.data.image_size,
-            seed=spec.search.seed,
-        )
-        weights = source_weights(spec, backbones(spec), source, exp_dir.parent / "pretrained", cpus=spec.resources.cpu)
 
     trainable = tune.with_resources(
-        tune.with_parameters(finetune, task=target, source_weights=weights),
+        tune.with_parameters(finetune, task=target, image_size=spec.data.image_size, source_weights=weights),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
     ray_path = exp_dir / sweep_id
@@ -158,11 +152,6 @@ def run_sweep(
         },
     )
     return summary
-
-
-def backbones(spec: SweepSpec) -> list[str]:
-    entry = spec.space.get("backbone", HYPERPARAMETERS["backbone"].default)
-    return list(entry.choices) if hasattr(entry, "choices") else [entry]
 
 
 def _current_sweep(spec: SweepSpec, exp_dir: Path, source: str, fresh: bool) -> tuple[str, bool]:
@@ -214,7 +203,9 @@ def _init_ray(address: str | None) -> None:
 
 
 def _new_tuner(spec: SweepSpec, trainable, runs: SweepRuns, exp_dir: Path, sweep_id: str, optuna_url: str):
-    run_keys = {"max_epochs": spec.early_stopping.max_epochs, "seed": spec.search.seed, "weights": spec.weights.source}
+    run_keys = {"max_epochs": spec.early_stopping.max_epochs, "weights": spec.weights.source}
+    if "seed" not in spec.space:
+        run_keys["seed"] = spec.search.seed
     searcher = FidelityOptunaSearch(
         space=DefineByRun(spec, run_keys),
         metric=spec.objective.metric,
@@ -305,8 +296,15 @@ def _log_best(spec: SweepSpec, runs: SweepRuns, best, target: TaskData, summary:
         return
     with checkpoint.as_directory() as directory:
         backbone = load_checkpoint_model(directory, best.config, target.num_classes)
+    if target.test is not None:  # held-out test/ folder: evaluated once, for the chosen model only
+        summary.test_metrics = {
+            f"test_{k}": v for k, v in evaluate_split(backbone, target.test, spec.data.image_size).items()
+        }
+        runs.log_summary_metrics(summary.best_run_id, summary.test_metrics)
+        runs.log_summary_metrics(runs.parent_run_id, summary.test_metrics)
     model = ImageClassifier(backbone, target.class_names).eval()
-    example = target.val.images[:4].numpy()
+    size = data_config(backbone, spec.data.image_size)["input_size"]
+    example = torch.rand(2, *size).numpy()
     summary.model_uri, summary.model_version = log_best_model(
         runs,
         summary.best_run_id,

@@ -193,6 +193,10 @@ class SweepRuns:
         if self.client.get_run(run_id).info.status != status:
             self.client.set_terminated(run_id, status)
 
+    def log_summary_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
     def unfinished_children(self) -> list[str]:
         running = RunStatus.to_string(RunStatus.RUNNING)
         runs = self.client.search_runs(

@@ -1,26 +1,40 @@
-"""Image classification tasks held in memory as tensors.
+"""Image classification tasks: which images, which labels, which split.
 
-A task is built once on the driver and shipped to every trial through Ray's object store,
-so trials spend no time on loading or resizing.
+A split holds either pixels in memory (small bundled datasets) or file paths (an image
+folder). Either way it yields PIL images, so one transform pipeline (trainables.transforms)
+serves both. Tasks are built once on the driver and reach trials through Ray's object store.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class DataError(ValueError):
+    """A problem with the user's data, named precisely (file, class, count)."""
 
 
 @dataclass(frozen=True)
 class ImageSplit:
-    images: torch.Tensor  # float32 [N, C, H, W] in [0, 1]
-    labels: torch.Tensor  # int64 [N], indices into TaskData.class_names
+    labels: np.ndarray  # int64 [N], indices into TaskData.class_names
+    pixels: np.ndarray | None = None  # uint8 [N, H, W] (grayscale) or [N, H, W, 3]
+    paths: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def image(self, index: int) -> Image.Image:
+        if self.pixels is not None:
+            return Image.fromarray(self.pixels[index]).convert("RGB")
+        return open_image(self.paths[index])
 
 
 @dataclass(frozen=True)
@@ -28,69 +42,146 @@ class TaskData:
     train: ImageSplit
     val: ImageSplit
     class_names: tuple[str, ...]
+    test: ImageSplit | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
 
 
-DIGITS_CLASSES = tuple(range(10))
+def open_image(path: str) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
 
 
 def load_digits_task(
-    classes: Sequence[int],
-    *,
-    train_per_class: int | None,
-    val_per_class: int | None,
-    image_size: int,
-    seed: int,
+    classes: Sequence[int], *, train_per_class: int | None, val_per_class: int | None, seed: int
 ) -> TaskData:
-    """scikit-learn's handwritten digits (shipped with the package, no download).
+    """scikit-learn's handwritten digits (8x8, shipped with the package, no download).
 
-    For each class, a seeded permutation puts the first `train_per_class` images in train
-    and up to `val_per_class` of the rest in val; `train_per_class=None` uses every image
-    for training and leaves val empty (used for pretraining on a source task).
+    For each class a seeded permutation puts the first `train_per_class` images in train and
+    up to `val_per_class` of the rest in val; `train_per_class=None` trains on every image
+    (a source task for pretraining) and leaves val empty.
     """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = torch.from_numpy(digits.images.astype(np.float32) / 16.0).unsqueeze(1)
-    images = F.interpolate(images, size=(image_size, image_size), mode="bilinear", align_corners=False)
-    images = images.clamp_(0.0, 1.0)
-    targets = digits.target
-
+    pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
     rng = np.random.default_rng(seed)
-    train_idx, train_lbl, val_idx, val_lbl = [], [], [], []
-    for label, cls in enumerate(classes):
-        idx = rng.permutation(np.flatnonzero(targets == cls))
+    train, val = [], []
+    for cls in classes:
+        idx = rng.permutation(np.flatnonzero(digits.target == cls))
         n_train = len(idx) if train_per_class is None else train_per_class
-        if n_train > len(idx):
-            raise ValueError(f"digit {cls} has only {len(idx)} images, {train_per_class=} asked for more")
-        rest = idx[n_train:] if val_per_class is None else idx[n_train : n_train + val_per_class]
-        train_idx += idx[:n_train].tolist()
-        train_lbl += [label] * n_train
-        if train_per_class is not None:
-            val_idx += rest.tolist()
-            val_lbl += [label] * len(rest)
+        if n_train >= len(idx) and train_per_class is not None:
+            raise DataError(f"digit {cls} has {len(idx)} images; train_per_class={train_per_class} leaves none for val")
+        train.append(idx[:n_train])
+        val.append(idx[n_train:] if val_per_class is None else idx[n_train : n_train + val_per_class])
+    if train_per_class is None:
+        val = [np.array([], dtype=np.int64)]
 
-    return TaskData(
-        train=_split(images, train_idx, train_lbl),
-        val=_split(images, val_idx, val_lbl),
-        class_names=tuple(str(c) for c in classes),
-    )
+    def split(parts: list[np.ndarray]) -> ImageSplit:
+        index = np.concatenate(parts).astype(np.int64)
+        label_of = {cls: i for i, cls in enumerate(classes)}
+        labels = np.array([label_of[c] for c in digits.target[index]], dtype=np.int64)
+        return ImageSplit(labels=labels, pixels=pixels[index])
 
-
-def _split(images: torch.Tensor, idx: list[int], labels: list[int]) -> ImageSplit:
-    return ImageSplit(images=images[idx].contiguous(), labels=torch.tensor(labels, dtype=torch.long))
+    return TaskData(train=split(train), val=split(val), class_names=tuple(str(c) for c in classes))
 
 
-def batches(split: ImageSplit, batch_size: int, *, shuffle_seed: int | None = None):
-    """Yield (images, labels) batches; a shuffle seed makes the order reproducible."""
-    n = len(split)
-    if shuffle_seed is None:
-        order = torch.arange(n)
+def load_imagefolder_task(
+    root: str | os.PathLike,
+    *,
+    classes: Sequence[str] | None = None,
+    val_fraction: float = 0.2,
+    train_per_class: int | None = None,
+    seed: int = 0,
+) -> TaskData:
+    """Class-per-folder images. With `train/` and `val/` (and optionally `test/`) subfolders
+    those splits are used as they are; otherwise each class folder is split with a seeded
+    `val_fraction`. `train_per_class` subsamples training images (few-shot)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such directory")
+    if (root / "train").is_dir():
+        names = _class_names(root / "train", classes)
+        if not (root / "val").is_dir():
+            raise DataError(f"{root}: has train/ but no val/ folder")
+        train = _scan(root / "train", names)
+        val = _scan(root / "val", names)
+        test = _scan(root / "test", names) if (root / "test").is_dir() else None
     else:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(shuffle_seed))
-    for start in range(0, n, batch_size):
-        idx = order[start : start + batch_size]
-        yield split.images[idx], split.labels[idx]
+        names = _class_names(root, classes)
+        everything = _scan(root, names)
+        train, val = _split_fraction(everything, val_fraction, seed)
+        test = None
+    if train_per_class is not None:
+        train = _subsample(train, train_per_class, names, seed)
+    for split_name, split in (("train", train), ("val", val)):
+        missing = set(range(len(names))) - set(split.labels.tolist())
+        if missing:
+            raise DataError(f"{root}: class {names[min(missing)]!r} has no {split_name} images")
+    return TaskData(train=train, val=val, class_names=tuple(names), test=test)
+
+
+def _class_names(folder: Path, wanted: Sequence[str] | None) -> list[str]:
+    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if wanted is None:
+        if len(found) < 2:
+            raise DataError(f"{folder}: needs at least two class folders, found {found}")
+        return found
+    absent = [c for c in wanted if c not in found]
+    if absent:
+        raise DataError(f"{folder}: class {absent[0]!r} has no folder (found {found})")
+    return list(wanted)
+
+
+def _scan(folder: Path, names: list[str]) -> ImageSplit:
+    paths, labels = [], []
+    for label, name in enumerate(names):
+        files = sorted(p for p in (folder / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+        for path in files:
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                raise DataError(f"{path}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+            _verify(path)  # fail before any compute is spent, not in epoch 3 of some trial
+            paths.append(str(path))
+            labels.append(label)
+    return ImageSplit(labels=np.array(labels, dtype=np.int64), paths=tuple(paths))
+
+
+def _verify(path: Path) -> None:
+    try:
+        with Image.open(path) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise DataError(f"{path}: corrupt or unreadable image ({type(exc).__name__}: {exc})") from None
+
+
+def _split_fraction(split: ImageSplit, val_fraction: float, seed: int) -> tuple[ImageSplit, ImageSplit]:
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(split.labels):
+        idx = rng.permutation(np.flatnonzero(split.labels == label))
+        n_val = max(1, int(round(len(idx) * val_fraction)))
+        val += idx[:n_val].tolist()
+        train += idx[n_val:].tolist()
+    return _take(split, sorted(train)), _take(split, sorted(val))
+
+
+def _subsample(split: ImageSplit, per_class: int, names: list[str], seed: int) -> ImageSplit:
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label in range(len(names)):
+        idx = np.flatnonzero(split.labels == label)
+        if len(idx) < per_class:
+            raise DataError(f"class {names[label]!r} has {len(idx)} training images, train_per_class={per_class}")
+        keep += rng.choice(idx, per_class, replace=False).tolist()
+    return _take(split, sorted(keep))
+
+
+def _take(split: ImageSplit, index: list[int]) -> ImageSplit:
+    paths = tuple(split.paths[i] for i in index) if split.paths is not None else None
+    pixels = split.pixels[index] if split.pixels is not None else None
+    return ImageSplit(labels=split.labels[index], pixels=pixels, paths=paths)

@@ -1,48 +1,66 @@
 """The per-trial fine-tuning recipe, run by Ray Tune on a worker.
 
-Reads top to bottom: build the model, transfer weights, set up the optimizer and schedule,
-resume if Tune hands us a checkpoint, then train epoch by epoch and report.
+Reads top to bottom: build the model and transfer weights, set up data, optimizer, schedule
+and regularisers, resume if Tune hands us a checkpoint, then train epoch by epoch and report.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import random
 import tempfile
 import time
 
+import ray
 import torch
 from ray import tune
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
-from trainables.data import TaskData
+from trainables.data import ImageSplit, TaskData
 from trainables.hyperparams import with_defaults
 from trainables.loop import evaluate, train_one_epoch
-from trainables.models import create_backbone, layer_groups, normalization
+from trainables.measure import latency_ms_per_image, multiply_accumulates, snapshot, weight_drift
+from trainables.models import create_backbone, layer_groups
+from trainables.regularizers import L2SP, make_mixup
 from trainables.transfer import Freezer, frozen_group_count, resolve_transfer_layers, transfer_weights
+from trainables.transforms import data_config, eval_transform, loader, train_transform
 
 CHECKPOINT_FILE = "trial.pt"
 
 
-def finetune(config: dict, *, task: TaskData, source_weights: dict[str, dict[str, torch.Tensor]]) -> None:
+def finetune(config: dict, *, task: TaskData, image_size: int | None, source_weights: dict[str, ray.ObjectRef]) -> None:
     cfg = with_defaults(config)
-    torch.set_num_threads(_trial_cpus())
+    cpus = _trial_cpus()
+    torch.set_num_threads(cpus)
     torch.manual_seed(cfg["seed"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
-    # Model: new head for the target classes; the first k body groups from the source task.
-    model = create_backbone(cfg["backbone"], task.num_classes, dropout=cfg["dropout"])
+    # Model: a new head for the target classes; the first k body groups from the source weights.
+    model = create_backbone(cfg["backbone"], task.num_classes, dropout=cfg["dropout"], drop_path=cfg["drop_path"])
     groups = layer_groups(model)
-    k = resolve_transfer_layers(cfg["transfer_layers"], len(groups.body))
-    if cfg["weights"] == "none":
-        k = 0
+    k = 0 if cfg["weights"] == "none" else resolve_transfer_layers(cfg["transfer_layers"], len(groups.body))
     if k:
-        transfer_weights(model, source_weights[cfg["backbone"]], groups, k)
-    preprocess = normalization(model)
+        transfer_weights(model, ray.get(source_weights[cfg["backbone"]]), groups, k)
+    model.to(device)
+    start_weights = snapshot(model)  # pretrained values of transferred groups; drift is measured from here
 
-    # Optimizer over every parameter (built before freezing, so later unfreezing needs no rebuild).
-    optimizer = create_optimizer_v2(model, opt="adamw", lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    # Data, preprocessed as the backbone's pretrained config says.
+    data_cfg = data_config(model, image_size)
+    workers = max(0, cpus - 1)
+    val_batches = loader(task.val, eval_transform(data_cfg), batch_size=256, workers=workers)
+
+    # Optimizer over every parameter, built before freezing, so unfreezing later needs no rebuild;
+    # per-group learning rates scaled by timm's layer decay, warmup then cosine decay.
+    optimizer = create_optimizer_v2(
+        model,
+        opt="adamw",
+        lr=cfg["lr"],
+        weight_decay=cfg["weight_decay"],
+        layer_decay=cfg["layer_decay"] if cfg["layer_decay"] < 1.0 else None,
+    )
     max_epochs = cfg["max_epochs"]
     scheduler = CosineLRScheduler(
         optimizer,
@@ -53,8 +71,14 @@ def finetune(config: dict, *, task: TaskData, source_weights: dict[str, dict[str
         warmup_prefix=True,
     )
     freezer = Freezer(model, groups)
+    mixup = make_mixup(cfg["mixup"], cfg["cutmix"], cfg["label_smoothing"], task.num_classes)
+    l2sp = L2SP(model, groups, k, cfg["l2sp"]) if cfg["l2sp"] > 0 and k else None
+    cost = {
+        "macs": multiply_accumulates(model, data_cfg["input_size"], device),
+        "latency_ms": latency_ms_per_image(model, data_cfg["input_size"], device),
+    }
 
-    start_epoch = _restore(model, optimizer) + 1
+    start_epoch = _restore(model, optimizer, device) + 1
 
     for epoch in range(start_epoch, max_epochs + 1):
         freezer.freeze_first(
@@ -68,21 +92,29 @@ def finetune(config: dict, *, task: TaskData, source_weights: dict[str, dict[str
             )
         )
         scheduler.step(epoch - 1)
+        _seed_epoch(cfg["seed"], epoch)
+        train_batches = loader(
+            task.train,
+            train_transform(data_cfg, cfg["augment"], hflip=cfg["hflip"]),
+            batch_size=cfg["batch_size"],
+            shuffle_seed=cfg["seed"] * 100_003 + epoch,
+            workers=workers,
+        )
         freezer.train()
         started = time.perf_counter()
         stats = train_one_epoch(
             model,
-            preprocess,
-            task.train,
+            train_batches,
             optimizer,
-            batch_size=cfg["batch_size"],
-            shuffle_seed=cfg["seed"] * 100_003 + epoch,
+            device=device,
             label_smoothing=cfg["label_smoothing"],
+            mixup=mixup,
+            l2sp=l2sp,
         )
         if not math.isfinite(stats.loss):
             tune.report({"epoch": epoch, "train_loss": stats.loss, "diverged": 1})
             return
-        val = evaluate(model, preprocess, task.val)
+        val = evaluate(model, val_batches, device=device)
         metrics = {
             "epoch": epoch,
             "train_loss": stats.loss,
@@ -93,8 +125,16 @@ def finetune(config: dict, *, task: TaskData, source_weights: dict[str, dict[str
             "total_params": sum(p.numel() for p in model.parameters()),
             "epoch_time_s": time.perf_counter() - started,
             "train_images_per_s": stats.images_per_s,
+            **cost,
+            **weight_drift(model, start_weights, groups),
         }
         _report_with_checkpoint(metrics, model, optimizer, epoch)
+
+
+def _seed_epoch(seed: int, epoch: int) -> None:
+    """Augmentation draws from `random` and torch; seeding per epoch makes a resumed epoch repeat exactly."""
+    random.seed(seed * 100_003 + epoch)
+    torch.manual_seed(seed * 100_003 + epoch)
 
 
 def _trial_cpus() -> int:
@@ -105,13 +145,13 @@ def _trial_cpus() -> int:
         return max(1, min(4, os.cpu_count() or 1))
 
 
-def _restore(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> int:
     """Load Tune's checkpoint if this trial is resuming; returns the last finished epoch."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return 0
     with checkpoint.as_directory() as directory:
-        state = torch.load(os.path.join(directory, CHECKPOINT_FILE), weights_only=True)
+        state = torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return int(state["epoch"])
@@ -127,7 +167,13 @@ def _report_with_checkpoint(metrics: dict, model: nn.Module, optimizer: torch.op
 def load_checkpoint_model(checkpoint_dir: str, config: dict, num_classes: int) -> nn.Module:
     """Rebuild a trial's model from one of its checkpoints (for registering the best)."""
     cfg = with_defaults(config)
-    model = create_backbone(cfg["backbone"], num_classes, dropout=cfg["dropout"])
-    state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), weights_only=True)
+    model = create_backbone(cfg["backbone"], num_classes, dropout=cfg["dropout"], drop_path=cfg["drop_path"])
+    state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+def evaluate_split(model: nn.Module, split: ImageSplit, image_size: int | None) -> dict[str, float]:
+    """Metrics of a trained model on a split (e.g. the held-out test/ folder)."""
+    batches = loader(split, eval_transform(data_config(model, image_size)), batch_size=256)
+    return evaluate(model, batches, device=torch.device("cpu"))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainables.transfer import UNFREEZE_MODES
+from trainables.transforms import AUGMENT_LEVELS
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "unfreeze": Hyperparameter("frozen", str, choices=UNFREEZE_MODES, help="schedule of the transferred groups"),
     "unfreeze_every": Hyperparameter(1, int, low=1, help="gradual: epochs between unfreezing groups"),
     "lp_epochs": Hyperparameter(1, int, low=1, help="lp_ft: epochs of linear probing first"),
-    "lr": Hyperparameter(3e-3, float, low=1e-8, high=10.0, help="peak learning rate (AdamW)"),
+    "lr": Hyperparameter(3e-3, float, low=1e-8, high=10.0, help="peak learning rate of the head (AdamW)"),
+    "layer_decay": Hyperparameter(1.0, float, low=0.01, high=1.0, help="lr scale per layer group below the head"),
     "weight_decay": Hyperparameter(1e-4, float, low=0.0, high=1.0, help="AdamW decoupled weight decay"),
     "warmup_epochs": Hyperparameter(0, int, low=0, help="linear warmup before cosine decay"),
     "dropout": Hyperparameter(0.0, float, low=0.0, high=1.0, high_open=True, help="dropout before the head"),
@@ -50,9 +52,17 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
         0.0, float, low=0.0, high=1.0, high_open=True, help="cross-entropy label smoothing"
     ),
     "batch_size": Hyperparameter(32, int, low=1, high=65536, help="training batch size"),
+    "seed": Hyperparameter(0, int, low=0, help="trial seed (init, data order); search it to repeat configs"),
+    "drop_path": Hyperparameter(0.0, float, low=0.0, high=1.0, high_open=True, help="stochastic depth rate"),
+    "mixup": Hyperparameter(0.0, float, low=0.0, high=10.0, help="mixup alpha (0: off)"),
+    "cutmix": Hyperparameter(0.0, float, low=0.0, high=10.0, help="cutmix alpha (0: off)"),
+    "augment": Hyperparameter("none", str, choices=AUGMENT_LEVELS, help="none | light (crops) | strong (RandAugment)"),
+    "hflip": Hyperparameter(0.0, float, low=0.0, high=1.0, help="horizontal flip probability when augmenting"),
+    "l2sp": Hyperparameter(0.0, float, low=0.0, high=100.0, help="L2-SP strength toward the pretrained weights"),
 }
 
-# Keys set by the orchestrator rather than searched (`baseline` marks the spec's baselines).
+# Keys set by the orchestrator rather than searched (`baseline` marks the spec's baselines;
+# `seed` defaults to search.seed unless the space sets it).
 RUN_KEYS = ("max_epochs", "seed", "weights", "baseline")
 
 

@@ -9,9 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.metrics import precision_recall_fscore_support
+from timm.data import Mixup
 from torch import nn
+from torch.utils.data import DataLoader
 
-from trainables.data import ImageSplit, batches
+from trainables.regularizers import L2SP
 
 
 @dataclass(frozen=True)
@@ -22,21 +24,31 @@ class EpochStats:
 
 def train_one_epoch(
     model: nn.Module,
-    preprocess: nn.Module,
-    split: ImageSplit,
+    batches: DataLoader,
     optimizer: torch.optim.Optimizer,
     *,
-    batch_size: int,
-    shuffle_seed: int,
+    device: torch.device,
     label_smoothing: float = 0.0,
+    mixup: Mixup | None = None,
+    l2sp: L2SP | None = None,
 ) -> EpochStats:
-    """Mean training loss over the epoch; NaN or inf if the loss diverged."""
+    """Mean training loss over the epoch (NaN or inf if the loss diverged)."""
     start, total, seen = time.perf_counter(), 0.0, 0
-    for images, labels in batches(split, batch_size, shuffle_seed=shuffle_seed):
-        logits = model(preprocess(images))
-        loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    for images, labels in batches:
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if mixup is not None:
+            if len(labels) % 2:  # timm's batch-mode Mixup pairs images, so it needs an even batch
+                images, labels = images[:-1], labels[:-1]
+            if len(labels) == 0:
+                continue
+            images, targets = mixup(images, labels)
+            loss = torch.sum(-targets * F.log_softmax(model(images), dim=-1), dim=-1).mean()
+        else:
+            loss = F.cross_entropy(model(images), labels, label_smoothing=label_smoothing)
+        if l2sp is not None:
+            loss = loss + l2sp.penalty().to(device)
         if not torch.isfinite(loss):
-            return EpochStats(loss=float(loss), images_per_s=0.0)
+            return EpochStats(loss=loss.item(), images_per_s=0.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -46,11 +58,14 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, preprocess: nn.Module, split: ImageSplit, *, batch_size: int = 256) -> dict[str, float]:
-    """Accuracy, cross-entropy and macro precision / recall / F1 on a split."""
+def evaluate(model: nn.Module, batches: DataLoader, *, device: torch.device) -> dict[str, float]:
+    """Accuracy, cross-entropy and macro precision / recall / F1."""
     model.eval()
-    logits = torch.cat([model(preprocess(images)) for images, _ in batches(split, batch_size)])
-    labels = split.labels
+    logits, labels = [], []
+    for images, targets in batches:
+        logits.append(model(images.to(device, non_blocking=True)).float().cpu())
+        labels.append(targets)
+    logits, labels = torch.cat(logits), torch.cat(labels)
     preds = logits.argmax(dim=1)
     precision, recall, f1, _ = precision_recall_fscore_support(
         labels.numpy(), preds.numpy(), average="macro", zero_division=0, labels=np.unique(labels.numpy())

@@ -11,9 +11,13 @@ from timm.models._manipulate import group_with_matcher
 from torch import nn
 
 
-def create_backbone(name: str, num_classes: int, *, dropout: float = 0.0) -> nn.Module:
-    """A randomly initialised timm model with a new head sized to the target classes."""
-    return timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=dropout)
+def create_backbone(name: str, num_classes: int, *, dropout: float = 0.0, drop_path: float = 0.0) -> nn.Module:
+    """A randomly initialised timm model with a new head sized to the target classes.
+
+    `drop_path` (stochastic depth) is passed only when set, so families without it still build
+    by default, and fail loudly when it is asked of them."""
+    extra = {"drop_path_rate": drop_path} if drop_path > 0 else {}
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, drop_rate=dropout, **extra)
 
 
 @dataclass(frozen=True)

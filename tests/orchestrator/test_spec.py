@@ -173,7 +173,7 @@ def test_validate_accepts_good_spec_and_lists_backbones(write_spec, capsys):
 
 def test_validate_builds_backbones_and_reports_incompatible_input(write_spec, capsys):
     # vit_tiny_patch16_224 needs 224-pixel input; at 32x32 its position embedding does not fit.
-    path = write_spec(GOOD.replace("test_vit]", "vit_tiny_patch16_224]"))
+    path = write_spec(GOOD.replace("test_vit]", "vit_tiny_patch16_224]") + "data: {image_size: 32}\n")
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "space.backbone" in err and "vit_tiny_patch16_224 cannot run on 32x32" in err

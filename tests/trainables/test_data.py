@@ -1,29 +1,72 @@
-import torch
+import numpy as np
+import pytest
+from PIL import Image
 
-from trainables.data import batches, load_digits_task
+from trainables.data import DataError, load_digits_task, load_imagefolder_task
 
 
 def test_few_shot_split_is_balanced_disjoint_and_deterministic():
-    a = load_digits_task([5, 6, 7], train_per_class=4, val_per_class=10, image_size=16, seed=3)
-    b = load_digits_task([5, 6, 7], train_per_class=4, val_per_class=10, image_size=16, seed=3)
-    c = load_digits_task([5, 6, 7], train_per_class=4, val_per_class=10, image_size=16, seed=4)
+    a = load_digits_task([5, 6, 7], train_per_class=4, val_per_class=10, seed=3)
+    b = load_digits_task([5, 6, 7], train_per_class=4, val_per_class=10, seed=3)
+    c = load_digits_task([5, 6, 7], train_per_class=4, val_per_class=10, seed=4)
     assert a.class_names == ("5", "6", "7") and a.num_classes == 3
-    assert a.train.images.shape == (12, 1, 16, 16) and len(a.val) == 30
-    assert torch.bincount(a.train.labels).tolist() == [4, 4, 4]
-    assert torch.equal(a.train.images, b.train.images)
-    assert not torch.equal(a.train.images, c.train.images)
-    train_rows = {tuple(x.flatten().tolist()) for x in a.train.images}
-    assert not any(tuple(x.flatten().tolist()) in train_rows for x in a.val.images)
-    assert 0.0 <= float(a.train.images.min()) and float(a.train.images.max()) <= 1.0
+    assert a.train.pixels.shape == (12, 8, 8) and len(a.val) == 30
+    assert np.bincount(a.train.labels).tolist() == [4, 4, 4]
+    assert np.array_equal(a.train.pixels, b.train.pixels)
+    assert not np.array_equal(a.train.pixels, c.train.pixels)
+    train_rows = {x.tobytes() for x in a.train.pixels}
+    assert not any(x.tobytes() in train_rows for x in a.val.pixels)
+    assert a.train.image(0).mode == "RGB" and a.train.image(0).size == (8, 8)
 
 
 def test_source_task_uses_every_image_for_training():
-    source = load_digits_task([0, 1], train_per_class=None, val_per_class=None, image_size=8, seed=0)
+    source = load_digits_task([0, 1], train_per_class=None, val_per_class=None, seed=0)
     assert len(source.train) == 178 + 182 and len(source.val) == 0
 
 
-def test_shuffled_batches_cover_the_split_once_and_repeat_per_seed():
-    task = load_digits_task([0, 1], train_per_class=10, val_per_class=1, image_size=8, seed=0)
-    labels = lambda seed: torch.cat([y for _, y in batches(task.train, 3, shuffle_seed=seed)])  # noqa: E731
-    assert sorted(labels(1).tolist()) == sorted(task.train.labels.tolist())
-    assert torch.equal(labels(1), labels(1))
+def _folder(root, classes, n, size=12):
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 255, (size, size, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+
+
+def test_imagefolder_with_val_fraction_is_seeded_and_stratified(tmp_path):
+    _folder(tmp_path, ["cat", "dog"], 10)
+    task = load_imagefolder_task(tmp_path, val_fraction=0.2, seed=1)
+    assert task.class_names == ("cat", "dog") and task.test is None
+    assert np.bincount(task.val.labels).tolist() == [2, 2] and len(task.train) == 16
+    assert set(task.train.paths).isdisjoint(task.val.paths)
+    assert task.val.paths == load_imagefolder_task(tmp_path, val_fraction=0.2, seed=1).val.paths
+
+
+def test_imagefolder_with_train_val_test_folders_and_few_shot(tmp_path):
+    for split, n in (("train", 6), ("val", 2), ("test", 3)):
+        _folder(tmp_path / split, ["a", "b"], n)
+    task = load_imagefolder_task(tmp_path, train_per_class=4, seed=0)
+    assert len(task.train) == 8 and len(task.val) == 4 and len(task.test) == 6
+    assert task.train.image(0).size == (12, 12)
+
+
+@pytest.mark.parametrize(
+    "breakage,words",
+    [
+        (
+            lambda root: (root / "a" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png"),
+            "broken.png: corrupt",
+        ),
+        (lambda root: (root / "b" / "notes.txt").write_text("hello"), "notes.txt: not an image file"),
+    ],
+)
+def test_corrupt_or_non_image_files_are_named(tmp_path, breakage, words):
+    _folder(tmp_path, ["a", "b"], 3)
+    breakage(tmp_path)
+    with pytest.raises(DataError, match=words):
+        load_imagefolder_task(tmp_path)
+
+
+def test_requested_class_without_a_folder_is_named(tmp_path):
+    _folder(tmp_path, ["a", "b"], 3)
+    with pytest.raises(DataError, match="class 'c' has no folder"):
+        load_imagefolder_task(tmp_path, classes=["a", "c"])

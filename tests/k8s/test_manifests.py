@@ -1,0 +1,527 @@
+"""Offline checks of the Kubernetes manifests in k8s/ and of the Dockerfile.
+
+No cluster is needed: custom resources (RayJob, RayCluster) are validated against the KubeRay
+CRDs of a pinned release (folder from ORCHESTRATOR_K8S_CRDS, default ../shared/k8s-crds beside
+the checkout), strictly, so that a misspelled field fails here instead of being dropped by the
+API server; native kinds are validated strictly with kubernetes-validate's bundled schemas.
+The rest are the house rules: pinned images and Ray versions, no inlined secrets, no exposed
+Ray ports, hardened containers with resource limits, and a cluster spec that validates.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "k8s"
+SPEC = K8S / "spec" / "layers_cluster.yaml"
+SECRETS_EXAMPLE = K8S / "secrets.example.env"
+CRDS = Path(os.environ.get("ORCHESTRATOR_K8S_CRDS") or REPO.parent / "shared" / "k8s-crds")
+
+RAY_KINDS = {"RayJob": "rayjobs.ray.io", "RayCluster": "rayclusters.ray.io"}
+CREDENTIAL_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
+CREDENTIALS_IN_URI = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+RAY_INTERNAL_PORTS = {8265, 10001}  # dashboard / Jobs API, Ray client
+# Containers allowed a writable root filesystem, with the reason; none so far.
+WRITABLE_ROOT_FS: dict[str, str] = {}
+
+
+def _yaml_files() -> list[Path]:
+    return sorted(p for p in K8S.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def _load_documents() -> list[tuple[str, dict]]:
+    documents = []
+    for path in _yaml_files():
+        for i, doc in enumerate(yaml.safe_load_all(path.read_text())):
+            if isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc:
+                name = doc.get("metadata", {}).get("name", "?")
+                documents.append((f"{path.relative_to(K8S)}#{i} {doc['kind']}/{name}", doc))
+    return documents
+
+
+DOCUMENTS = _load_documents()
+RESOURCES = [(id_, doc) for id_, doc in DOCUMENTS if doc["kind"] != "Kustomization"]
+RAY_RESOURCES = [(id_, doc) for id_, doc in RESOURCES if doc["kind"] in RAY_KINDS]
+NATIVE_RESOURCES = [(id_, doc) for id_, doc in RESOURCES if doc["kind"] not in RAY_KINDS]
+KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+
+
+def _ids(pairs: list[tuple[str, Any]]) -> list[str]:
+    return [id_ for id_, _ in pairs]
+
+
+def _of_kind(kind: str) -> list[dict]:
+    return [doc for _, doc in RESOURCES if doc["kind"] == kind]
+
+
+# --- Walking the manifests --------------------------------------------------------------------
+
+
+def _cluster_spec(doc: dict) -> dict:
+    return doc["spec"]["rayClusterSpec"] if doc["kind"] == "RayJob" else doc["spec"]
+
+
+def pod_specs(doc: dict) -> Iterator[tuple[str, dict]]:
+    """Every pod spec a resource creates, with a label saying where it is."""
+    kind, spec = doc["kind"], doc.get("spec", {})
+    if kind == "Pod":
+        yield "pod", spec
+    elif kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
+        yield "template", spec["template"]["spec"]
+    elif kind == "CronJob":
+        yield "jobTemplate", spec["jobTemplate"]["spec"]["template"]["spec"]
+    elif kind in RAY_KINDS:
+        cluster = _cluster_spec(doc)
+        yield "head", cluster["headGroupSpec"]["template"]["spec"]
+        for group in cluster.get("workerGroupSpecs", []):
+            yield f"worker group {group['groupName']}", group["template"]["spec"]
+        if kind == "RayJob" and "submitterPodTemplate" in spec:
+            yield "submitter", spec["submitterPodTemplate"]["spec"]
+
+
+def containers(doc: dict) -> Iterator[tuple[str, dict, dict]]:
+    """(label, container, its pod spec) for every container and initContainer, and KubeRay's
+    autoscaler sidecar (configured through autoscalerOptions, in the head pod)."""
+    for where, pod in pod_specs(doc):
+        for field in ("initContainers", "containers"):
+            for container in pod.get(field, []):
+                yield f"{where} {field[:-1]} {container.get('name')}", container, pod
+    if doc["kind"] in RAY_KINDS and _cluster_spec(doc).get("enableInTreeAutoscaling"):
+        cluster = _cluster_spec(doc)
+        options = cluster.get("autoscalerOptions", {})
+        yield "autoscaler", {"name": "autoscaler", **options}, cluster["headGroupSpec"]["template"]["spec"]
+
+
+def images(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "image" and isinstance(value, str):
+                yield value
+            else:
+                yield from images(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from images(item)
+
+
+def env_vars(doc: dict) -> Iterator[tuple[str, dict]]:
+    for where, container, _ in containers(doc):
+        for var in container.get("env", []):
+            yield where, var
+
+
+def split_image(image: str) -> tuple[str, str | None]:
+    name = image.split("@", 1)[0]
+    repository, sep, tag = name.rpartition(":")
+    if not sep or "/" in tag:  # `host:port/repo` without a tag
+        return name, None
+    return repository, tag
+
+
+def ray_version() -> Version:
+    text = (REPO / "pyproject.toml").read_text()
+    for quoted in re.findall(r"\"(ray(?:\[[^\]]*\])?\s*[<>=!~][^\"]*)\"", text):
+        requirement = Requirement(quoted)
+        if requirement.name == "ray" and "tune" in requirement.extras:
+            bounds = [s.version for s in requirement.specifier if s.operator == ">="]
+            assert bounds, f"pyproject.toml: {quoted!r} has no >= lower bound"
+            return Version(bounds[0])
+    raise AssertionError("pyproject.toml declares no ray[tune] dependency")
+
+
+# --- Every file parses, and the kustomization lists everything ------------------------------
+
+
+@pytest.mark.parametrize("path", _yaml_files(), ids=lambda p: str(p.relative_to(K8S)))
+def test_every_yaml_file_parses(path: Path) -> None:
+    documents = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+    assert documents, f"{path}: no YAML document"
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    manifests = {p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"}
+    assert set(KUSTOMIZATION["resources"]) == manifests
+    assert KUSTOMIZATION["namespace"] == "orchestrator"
+    generated = {g["name"]: g for g in KUSTOMIZATION["configMapGenerator"]}
+    files = generated["sweep-spec"]["files"]
+    assert files == ["layers_cluster.yaml=spec/layers_cluster.yaml"]
+    # Custom resources mount it by its plain name: a hash suffix would not be rewritten there.
+    assert generated["sweep-spec"]["options"]["disableNameSuffixHash"] is True
+
+
+def test_kustomize_renders_the_stack() -> None:
+    kustomize, kubectl = shutil.which("kustomize"), shutil.which("kubectl")
+    if not (kustomize or kubectl):
+        pytest.skip("neither kustomize nor kubectl is installed")
+    command = [kustomize, "build", str(K8S)] if kustomize else [kubectl, "kustomize", str(K8S)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    by_name = {(doc["kind"], doc["metadata"]["name"]): doc for doc in rendered}
+    assert by_name[("ConfigMap", "sweep-spec")]["data"] == {"layers_cluster.yaml": SPEC.read_text()}
+    assert len(rendered) == len(RESOURCES) + 1  # + the generated ConfigMap
+    local = {entry["name"] for entry in KUSTOMIZATION.get("images", [])}
+    for doc in rendered:
+        assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "orchestrator"
+        for image in images(doc):  # kustomize maps the local image names inside custom resources too
+            assert split_image(image)[0] not in local, f"{doc['kind']}/{doc['metadata']['name']}: {image}"
+
+
+def test_every_resource_is_namespaced_to_orchestrator() -> None:
+    for id_, doc in RESOURCES:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"].get("namespace") == "orchestrator", id_
+
+
+# --- Custom resources against the KubeRay CRDs ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def crd_schemas() -> dict[str, dict]:
+    if not CRDS.is_dir():
+        pytest.skip(
+            f"KubeRay CRDs not found at {CRDS}: set ORCHESTRATOR_K8S_CRDS to the folder holding "
+            "ray.io_rayjobs.yaml and ray.io_rayclusters.yaml (the shared/k8s-crds folder beside the checkout)"
+        )
+    schemas = {}
+    for path in sorted(CRDS.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                versions = {v["name"]: v for v in doc["spec"]["versions"]}
+                if "v1" in versions:
+                    schemas[doc["spec"]["names"]["kind"]] = versions["v1"]["schema"]["openAPIV3Schema"]
+    missing = sorted(set(RAY_KINDS) - set(schemas))
+    assert not missing, f"{CRDS}: no v1 CRD for {missing}"
+    return schemas
+
+
+def undeclared_fields(value: Any, schema: dict, path: str = "") -> list[str]:
+    """Paths in `value` that `schema` does not declare.
+
+    Kubernetes drops unknown fields of a custom resource (or rejects them, with strict field
+    validation), so a typo silently changes nothing. Objects whose schema declares `properties`
+    may hold only those; maps (`additionalProperties`, e.g. labels or resource limits) have
+    their values checked against the value schema; `x-kubernetes-preserve-unknown-fields`
+    opts a subtree out.
+    """
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    problems = []
+    if isinstance(value, dict):
+        properties = schema.get("properties")
+        if properties is not None:
+            for key, sub in value.items():
+                if key in properties:
+                    problems += undeclared_fields(sub, properties[key], f"{path}.{key}")
+                else:
+                    problems.append(f"{path}.{key}")
+        elif isinstance(schema.get("additionalProperties"), dict):
+            for key, sub in value.items():
+                problems += undeclared_fields(sub, schema["additionalProperties"], f"{path}.{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            problems += undeclared_fields(item, schema["items"], f"{path}[{i}]")
+    return problems
+
+
+@pytest.mark.parametrize(("id_", "doc"), RAY_RESOURCES, ids=_ids(RAY_RESOURCES))
+def test_custom_resource_matches_its_crd(id_: str, doc: dict, crd_schemas: dict[str, dict]) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = crd_schemas[doc["kind"]]
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+        for e in jsonschema.Draft7Validator(schema).iter_errors(doc)
+    ]
+    assert not errors, f"{id_} is invalid against the KubeRay CRD:\n" + "\n".join(errors)
+    unknown = undeclared_fields(doc, schema)
+    assert not unknown, f"{id_} has fields the KubeRay CRD does not declare: {unknown}"
+    # The CRD leaves metadata open; allow only what a manifest should set.
+    assert set(doc["metadata"]) <= {"name", "namespace", "labels", "annotations"}, id_
+
+
+def test_crd_declares_the_pod_templates(crd_schemas: dict[str, dict]) -> None:
+    """The strict check reaches into pod templates only if the CRD spells them out."""
+    for kind, schema in crd_schemas.items():
+        spec = schema["properties"]["spec"]["properties"]
+        cluster = spec["rayClusterSpec"]["properties"] if kind == "RayJob" else spec
+        templates = [
+            cluster["headGroupSpec"]["properties"]["template"],
+            cluster["workerGroupSpecs"]["items"]["properties"]["template"],
+        ]
+        if kind == "RayJob":
+            templates.append(spec["submitterPodTemplate"])
+        for template in templates:
+            pod = template["properties"]["spec"]
+            container = pod["properties"]["containers"]["items"]
+            assert "securityContext" in container["properties"], kind
+            assert not pod.get("x-kubernetes-preserve-unknown-fields"), kind
+
+
+def test_strict_check_catches_a_misspelled_field(crd_schemas: dict[str, dict]) -> None:
+    doc = yaml.safe_load((K8S / "rayjob.yaml").read_text())
+    head = doc["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    head["securityContxt"] = head.pop("securityContext")
+    doc["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["metadata"]["labels"]["ok"] = "fine"
+    assert undeclared_fields(doc, crd_schemas["RayJob"]) == [
+        ".spec.rayClusterSpec.headGroupSpec.template.spec.containers[0].securityContxt"
+    ]
+
+
+# --- Native resources against the Kubernetes schemas -----------------------------------------
+
+
+@pytest.mark.parametrize(("id_", "doc"), NATIVE_RESOURCES, ids=_ids(NATIVE_RESOURCES))
+def test_native_resource_is_valid_kubernetes(id_: str, doc: dict) -> None:
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    version = kubernetes_validate.latest_version()
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        where = ".".join(map(str, exc.absolute_path)) or "<root>"
+        pytest.fail(f"{id_} is invalid for Kubernetes {version}: {where}: {exc.message}")
+
+
+# --- Versions and images ----------------------------------------------------------------------
+
+
+def test_ray_versions_match_pyproject() -> None:
+    version = ray_version()
+    ray_images = [
+        (id_, image)
+        for id_, doc in RESOURCES
+        for image in images(doc)
+        if split_image(image)[0].endswith("rayproject/ray")
+    ]
+    for id_, image in ray_images:
+        tag = split_image(image)[1] or ""
+        assert Version(tag.split("-")[0]) == version, f"{id_}: {image} is not Ray {version}"
+    for id_, doc in RAY_RESOURCES:
+        assert Version(str(_cluster_spec(doc)["rayVersion"])) == version, f"{id_}: rayVersion"
+    for image in KUSTOMIZATION.get("images", []):
+        if image.get("newName", image["name"]).endswith("rayproject/ray"):
+            assert Version(str(image["newTag"]).split("-")[0]) == version
+
+
+def test_dockerfile_builds_on_the_pinned_ray_image() -> None:
+    version = ray_version()
+    text = (REPO / "Dockerfile").read_text()
+    bases = re.findall(r"^FROM\s+(?:--\S+\s+)*(\S+)", text, re.MULTILINE | re.IGNORECASE)
+    assert bases, "Dockerfile has no FROM"
+    for base in bases:
+        repository, tag = split_image(base)
+        assert tag and tag != "latest", f"Dockerfile: FROM {base} must name a fixed tag"
+    ray_bases = [split_image(b) for b in bases if split_image(b)[0].endswith("rayproject/ray")]
+    assert ray_bases, "Dockerfile must build FROM rayproject/ray"
+    for _, tag in ray_bases:
+        assert Version(tag.split("-")[0]) == version, f"Dockerfile: FROM rayproject/ray:{tag} is not Ray {version}"
+    for pinned in re.findall(r"ray\[[^\]]*\]==([0-9][^\s\"']*)", text):
+        assert Version(pinned) == version, f"Dockerfile pins ray {pinned}, pyproject.toml says {version}"
+    users = re.findall(r"^USER\s+(\S+)", text, re.MULTILINE)
+    assert users and users[-1].split(":")[0] not in ("root", "0"), "the image must end as a non-root USER"
+
+
+def test_images_are_pinned() -> None:
+    found = [(id_, image) for id_, doc in RESOURCES for image in images(doc)]
+    assert found
+    for id_, image in found:
+        _, tag = split_image(image)
+        assert tag or "@sha256:" in image, f"{id_}: image {image} has no tag"
+        assert tag != "latest", f"{id_}: image {image} uses `latest`"
+    for image in KUSTOMIZATION.get("images", []):
+        tag = image.get("newTag")
+        assert (tag and tag != "latest") or image.get("digest"), f"kustomization image {image['name']}"
+
+
+# --- Secrets ----------------------------------------------------------------------------------
+
+
+def test_no_secret_is_committed() -> None:
+    assert not _of_kind("Secret"), "create Secrets from k8s/secrets.env (README.md); never commit one"
+    assert "secretGenerator" not in KUSTOMIZATION
+    ignored = (K8S / ".gitignore").read_text().split()
+    assert "secrets.env" in ignored
+
+
+@pytest.mark.parametrize(("id_", "doc"), RESOURCES, ids=_ids(RESOURCES))
+def test_no_credential_is_inlined(id_: str, doc: dict) -> None:
+    for where, var in env_vars(doc):
+        if "value" in var:
+            names_a_file = var["name"].endswith(("_FILE", "_PATH")) and str(var["value"]).startswith("/")
+            if not names_a_file:  # e.g. POSTGRES_PASSWORD_FILE: a path to a mounted Secret is fine
+                assert not CREDENTIAL_NAME.search(var["name"]), f"{id_} {where}: {var['name']} must come from a Secret"
+            assert not CREDENTIALS_IN_URI.search(str(var["value"])), f"{id_} {where}: {var['name']} holds credentials"
+    for where, container, _ in containers(doc):
+        for arg in [*container.get("command", []), *container.get("args", [])]:
+            assert not CREDENTIALS_IN_URI.search(arg), f"{id_} {where}: credentials in the command line"
+
+
+def test_secret_example_has_only_placeholders_and_every_key_used() -> None:
+    example = {}
+    for line in SECRETS_EXAMPLE.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            example[key] = value
+    for key, value in example.items():
+        if CREDENTIAL_NAME.search(key):
+            assert value == "CHANGE_ME", f"secrets.example.env: {key} must be the CHANGE_ME placeholder"
+        for password in re.findall(r"://[^/\s:@]+:([^/\s@]+)@", value):
+            assert password == "CHANGE_ME", f"secrets.example.env: {key} holds a password"
+    referenced = {
+        (ref["name"], ref["key"], bool(ref.get("optional")))
+        for _, doc in RESOURCES
+        for _, var in env_vars(doc)
+        if (ref := var.get("valueFrom", {}).get("secretKeyRef"))
+    }
+    referenced |= {
+        (volume["secret"]["secretName"], item["key"], bool(volume["secret"].get("optional")))
+        for _, doc in RESOURCES
+        for _, pod in pod_specs(doc)
+        for volume in pod.get("volumes", [])
+        if "secret" in volume
+        for item in volume["secret"].get("items", [])
+    }
+    assert referenced
+    for name, key, optional in referenced:
+        assert name == "orchestrator-secrets", f"secretKeyRef to {name}: README.md creates orchestrator-secrets only"
+        assert key in example or optional, f"{key} is used but missing from secrets.example.env"
+    for _, doc in RAY_RESOURCES:
+        auth = _cluster_spec(doc).get("authOptions", {})
+        if "secretName" in auth:  # KubeRay reads the token from the key `auth_token`
+            assert auth["secretName"] == "orchestrator-secrets" and "auth_token" in example
+
+
+# --- Exposure ---------------------------------------------------------------------------------
+
+
+def test_services_stay_inside_the_cluster() -> None:
+    for service in _of_kind("Service"):
+        name = service["metadata"]["name"]
+        assert service["spec"].get("type", "ClusterIP") == "ClusterIP", f"Service {name} must be ClusterIP"
+        for port in service["spec"]["ports"]:
+            exposed = {port["port"], port.get("targetPort")}
+            assert not exposed & RAY_INTERNAL_PORTS, f"Service {name} exposes a Ray port"
+    for _, doc in RAY_RESOURCES:
+        head = _cluster_spec(doc)["headGroupSpec"]
+        assert head.get("serviceType", "ClusterIP") == "ClusterIP"
+        assert not head.get("enableIngress")
+    assert not _of_kind("Ingress")
+
+
+def test_network_policies_deny_by_default_and_admit_no_outsider_to_ray() -> None:
+    policies = _of_kind("NetworkPolicy")
+    assert any(
+        p["spec"]["podSelector"] == {}
+        and set(p["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+        and not p["spec"].get("ingress")
+        and not p["spec"].get("egress")
+        for p in policies
+    ), "no default-deny NetworkPolicy"
+    for policy in policies:
+        name = policy["metadata"]["name"]
+        for rule in policy["spec"].get("ingress", []):
+            assert rule.get("from"), f"NetworkPolicy {name}: an ingress rule without `from` admits everyone"
+            ports = {p.get("port") for p in rule.get("ports", [])}
+            for peer in rule["from"]:
+                assert "ipBlock" not in peer, f"NetworkPolicy {name}: ingress from an IP block"
+                if "namespaceSelector" in peer:
+                    # Only the KubeRay operator, and only to the dashboard, to follow RayJobs.
+                    operator = peer.get("podSelector", {}).get("matchLabels", {})
+                    assert operator == {"app.kubernetes.io/name": "kuberay-operator"}, name
+                    assert ports == {8265}, f"NetworkPolicy {name}: the operator needs port 8265 only"
+
+
+# --- Hardened containers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("id_", "doc"), RESOURCES, ids=_ids(RESOURCES))
+def test_containers_are_hardened_and_bounded(id_: str, doc: dict) -> None:
+    for where, container, pod in containers(doc):
+        label = f"{id_} {where}"
+        sc = container.get("securityContext", {})
+        assert sc.get("runAsNonRoot") is True, f"{label}: runAsNonRoot"
+        assert isinstance(sc.get("runAsUser"), int) and sc["runAsUser"] > 0, f"{label}: explicit non-zero runAsUser"
+        assert sc.get("allowPrivilegeEscalation") is False, f"{label}: allowPrivilegeEscalation"
+        assert "ALL" in sc.get("capabilities", {}).get("drop", []), f"{label}: capabilities.drop [ALL]"
+        assert not sc.get("capabilities", {}).get("add"), f"{label}: adds capabilities"
+        assert not sc.get("privileged"), f"{label}: privileged"
+        assert sc.get("seccompProfile", {}).get("type") in ("RuntimeDefault", "Localhost"), f"{label}: seccomp"
+        mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+        if container["name"] not in WRITABLE_ROOT_FS:
+            assert sc.get("readOnlyRootFilesystem") is True, f"{label}: readOnlyRootFilesystem"
+            assert "/tmp" in mounts, f"{label}: a read-only root needs a writable volume at /tmp"
+        volumes = {v["name"] for v in pod.get("volumes", [])}
+        if doc["kind"] == "StatefulSet":
+            volumes |= {t["metadata"]["name"] for t in doc["spec"].get("volumeClaimTemplates", [])}
+        for mount in mounts.values():
+            assert mount["name"] in volumes, f"{label}: mounts unknown volume {mount['name']}"
+        resources = container.get("resources", {})
+        for bound in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(resources.get(bound, {})), f"{label}: resources.{bound} cpu and memory"
+        assert container.get("imagePullPolicy") in ("Always", "IfNotPresent"), f"{label}: imagePullPolicy"
+
+
+@pytest.mark.parametrize(("id_", "doc"), RESOURCES, ids=_ids(RESOURCES))
+def test_pods_share_nothing_with_the_node(id_: str, doc: dict) -> None:
+    for where, pod in pod_specs(doc):
+        label = f"{id_} {where}"
+        assert pod.get("automountServiceAccountToken") is False, f"{label}: automountServiceAccountToken"
+        for flag in ("hostNetwork", "hostPID", "hostIPC"):
+            assert not pod.get(flag), f"{label}: {flag}"
+        assert not [v for v in pod.get("volumes", []) if "hostPath" in v], f"{label}: hostPath volume"
+        pod_sc = pod.get("securityContext", {})
+        assert pod_sc.get("runAsNonRoot") is True, f"{label}: pod runAsNonRoot"
+        assert pod_sc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{label}: pod seccomp"
+
+
+# --- The sweep on the cluster -----------------------------------------------------------------
+
+
+def test_rayjob_runs_the_spec_on_shared_storage() -> None:
+    spec = yaml.safe_load(SPEC.read_text())
+    (job,) = _of_kind("RayJob")
+    assert job["spec"]["entrypoint"].split() == ["orchestrator", "sweep", "/home/ray/spec/layers_cluster.yaml"]
+    assert job["spec"]["shutdownAfterJobFinishes"] is True
+    assert job["spec"]["backoffLimit"] >= 1 and job["spec"]["activeDeadlineSeconds"] > 0
+    assert "ttlSecondsAfterFinished" in job["spec"]
+    assert spec["storage"].startswith("/mnt/shared/")
+    cluster = job["spec"]["rayClusterSpec"]
+    assert cluster["authOptions"]["mode"] == "token"
+    assert cluster["enableInTreeAutoscaling"] is True
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    head = cluster["headGroupSpec"]["template"]["spec"]
+    head_mounts = {m["mountPath"]: m["name"] for m in head["containers"][0]["volumeMounts"]}
+    head_volumes = {v["name"]: v for v in head["volumes"]}
+    assert head_volumes[head_mounts["/home/ray/spec"]]["configMap"]["name"] == "sweep-spec"
+    for where, pod in pod_specs(job):
+        if where == "submitter":
+            continue
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        volume = {v["name"]: v for v in pod["volumes"]}[mounts["/mnt/shared"]]
+        assert volume["persistentVolumeClaim"]["claimName"] == "sweep-storage", where
+    (claim,) = [c for c in _of_kind("PersistentVolumeClaim") if c["metadata"]["name"] == "sweep-storage"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    (gpu,) = cluster["workerGroupSpecs"]
+    assert gpu["minReplicas"] == 0 and gpu["maxReplicas"] >= spec["search"]["concurrent"]
+    worker = gpu["template"]["spec"]
+    limits = worker["containers"][0]["resources"]["limits"]
+    assert int(limits["nvidia.com/gpu"]) >= spec["resources"]["gpu"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in worker["tolerations"]
+
+
+def test_cluster_spec_passes_orchestrator_validate() -> None:
+    from orchestrator.validate import validate
+
+    report = validate(SPEC)
+    assert "OK" in report
