@@ -9,6 +9,7 @@ import math
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import timm
 
@@ -52,8 +53,19 @@ def check_spec(spec: SweepSpec, source: str) -> None:
         fail("early_stopping.grace_period", f"must be <= max_epochs ({es.max_epochs}), got {es.grace_period}")
     if spec.search.algorithm == "grid":
         _check_grid(spec, fail)
-    if "://" in spec.storage and not spec.storage.startswith("file://"):
-        fail("storage", f"only local or mounted paths are supported so far, got {spec.storage!r}")
+    _check_storage(spec.storage, fail)
+
+
+def _check_storage(storage: str, fail) -> None:
+    if "://" not in storage or storage.startswith("file://"):
+        return
+    parsed = urlparse(storage)
+    if parsed.scheme != "s3":
+        fail("storage", f"expected a local or mounted path, or s3://bucket/prefix, got {parsed.scheme}://")
+    if parsed.username or parsed.password:
+        fail("storage", "credentials do not belong in the spec; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY instead")
+    if not parsed.hostname:
+        fail("storage", f"s3 storage needs a bucket: s3://bucket/prefix, got {storage!r}")
 
 
 def _check_data(spec: SweepSpec, fail) -> None:

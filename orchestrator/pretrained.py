@@ -1,7 +1,7 @@
 """Source weights for every backbone of a sweep, placed in Ray's object store once.
 
 - `pretrain`: each backbone is trained on the spec's source task, in parallel as Ray tasks,
-  and cached under `<storage>/pretrained/` by a hash of everything that determines it.
+  and cached under `<storage>/pretrained/` (local or S3) by a hash of everything that determines it.
 - `hub` / `file:<path>`: loaded on the driver through timm (trainables.weights).
 - `none`: nothing to transfer.
 Trials receive one object reference per backbone and fetch only the one they use.
@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
 
 import ray
 import timm
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
 from orchestrator.datasets import source_task
 from orchestrator.errors import SpecError
 from orchestrator.spec import SweepSpec
+from orchestrator.storage import Storage
 from trainables.data import TaskData
 from trainables.pretrain import pretrain_backbone
 from trainables.weights import WeightsError, load_source_state
@@ -42,11 +41,14 @@ def external_weights(spec: SweepSpec, source: str) -> dict[str, dict[str, torch.
 
 
 def source_weight_refs(
-    spec: SweepSpec, source: str, cache_dir: Path, *, cpus: float, loaded: dict[str, dict[str, torch.Tensor]]
+    spec: SweepSpec, source: str, storage: Storage, *, cpus: float, loaded: dict[str, dict[str, torch.Tensor]]
 ) -> dict[str, ray.ObjectRef]:
     """One object-store reference per backbone; `loaded` holds weights already read by external_weights."""
-    states = pretrained_on_source(spec, source, cache_dir, cpus=cpus) if spec.weights.source == "pretrain" else loaded
+    states = pretrained_on_source(spec, source, storage, cpus=cpus) if spec.weights.source == "pretrain" else loaded
     return {backbone: ray.put(state) for backbone, state in states.items()}
+
+
+CACHE_DIR = "pretrained"  # under `storage`, shared by every experiment there
 
 
 def cache_key(spec: SweepSpec, backbone: str) -> str:
@@ -64,14 +66,13 @@ def cache_key(spec: SweepSpec, backbone: str) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def pretrained_on_source(spec: SweepSpec, source: str, cache_dir: Path, *, cpus: float) -> dict[str, dict]:
-    paths = {b: cache_dir / f"{b}-{cache_key(spec, b)}.safetensors" for b in spec.backbones}
-    missing = [b for b, path in paths.items() if not path.exists()]
+def pretrained_on_source(spec: SweepSpec, source: str, storage: Storage, *, cpus: float) -> dict[str, dict]:
+    names = {b: f"{b}-{cache_key(spec, b)}.safetensors" for b in spec.backbones}
+    missing = [b for b, name in names.items() if not storage.exists(CACHE_DIR, name)]
     if missing:
         print(
             f"Pretraining {len(missing)} backbone(s) on the source task in parallel: {', '.join(missing)}", flush=True
         )
-        cache_dir.mkdir(parents=True, exist_ok=True)
         task_ref = ray.put(source_task(spec, source))
         remote = ray.remote(num_cpus=cpus)(_pretrain)
         p = spec.weights.pretrain
@@ -80,15 +81,10 @@ def pretrained_on_source(spec: SweepSpec, source: str, cache_dir: Path, *, cpus:
             for b in missing
         }
         for backbone, ref in refs.items():
-            _atomic_save(ray.get(ref), paths[backbone])
-    return {b: load_file(str(path)) for b, path in paths.items()}
+            state = {k: v.contiguous() for k, v in ray.get(ref).items()}
+            storage.write_bytes(save(state), CACHE_DIR, names[backbone])
+    return {b: load(storage.read_bytes(CACHE_DIR, name)) for b, name in names.items()}
 
 
 def _pretrain(backbone: str, task: TaskData, image_size: int | None, epochs: int, seed: int, lr: float, threads: int):
     return pretrain_backbone(backbone, task, image_size=image_size, epochs=epochs, seed=seed, lr=lr, threads=threads)
-
-
-def _atomic_save(state: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-    os.replace(tmp, path)

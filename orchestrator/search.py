@@ -15,6 +15,7 @@ import warnings
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -30,12 +31,21 @@ class FidelityOptunaSearch(OptunaSearch):
         self._max_epochs = max_epochs
         self._epoch_attr = epoch_attr
 
+    # After a driver restart Ray restores this searcher from its last snapshot, while the Optuna
+    # study lives on in its database and may already hold a trial's outcome. The study wins:
+    # a trial it has finished is never reported to or told again.
+
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         value = result.get(self.metric)
-        if trial_id in self._completed_trials or value is None or not math.isfinite(value):
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        # Keyed by epoch, not training_iteration, so a restored trial reports the same steps.
-        self._ot_trials[trial_id].report(value, result[self._epoch_attr])
+        if value is None or not math.isfinite(value):
+            return
+        try:
+            # Keyed by epoch, not training_iteration, so a restored trial reports the same steps.
+            self._ot_trials[trial_id].report(value, result[self._epoch_attr])
+        except UpdateFinishedTrialError:
+            self._completed_trials.add(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
@@ -43,7 +53,9 @@ class FidelityOptunaSearch(OptunaSearch):
         state, value = self.outcome_to_state(result, error)
         try:
             self._ot_study.tell(self._ot_trials[trial_id], value, state=state)
-        except (ValueError, RuntimeError) as exc:  # e.g. already told after a restore
+        except UpdateFinishedTrialError:
+            pass  # told before a driver restart
+        except (ValueError, RuntimeError) as exc:
             logger.warning("could not tell Optuna about trial %s: %s", trial_id, exc)
         self._completed_trials.add(trial_id)
 

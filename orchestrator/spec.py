@@ -133,6 +133,8 @@ class SearchSpec(StrictModel):
     concurrent: PositiveInt = 1
     seed: int = 0
     baselines: list[dict[str, Scalar]] = Field(default_factory=list)
+    # Optuna RDB URL; default: SQLite beside local results. Credentials belong in the environment.
+    study_storage: str | None = Field(None, pattern=r"^(sqlite|postgresql|mysql)(\+\w+)?://")
 
 
 class EarlyStopping(StrictModel):

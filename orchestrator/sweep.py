@@ -29,6 +29,7 @@ from orchestrator.progress import TrialLines
 from orchestrator.search import FidelityOptunaSearch, make_sampler, make_scheduler
 from orchestrator.space import DefineByRun
 from orchestrator.spec import SweepSpec, load_spec
+from orchestrator.storage import Storage, is_remote_cluster, redact
 from orchestrator.tracking import MLflowLiveLogger, SweepRuns, default_tracking_uri, log_best_model, trial_outcome
 from trainables import finetune
 from trainables.data import TaskData
@@ -81,10 +82,10 @@ def run_sweep(
     target = target_task(spec, str(spec_path))
     external = external_weights(spec, str(spec_path))
 
-    exp_dir = Path(spec.storage).expanduser().resolve() / spec.experiment
-    sweep_id, resumed = _current_sweep(spec, exp_dir, str(spec_path), fresh)
-    _ensure_writable(exp_dir, str(spec_path))
-    optuna_url = f"sqlite:///{exp_dir / 'optuna.db'}"
+    address = address or os.environ.get("RAY_ADDRESS")
+    storage = _open_storage(spec, str(spec_path), address)
+    sweep_id, resumed = _current_sweep(spec, storage, str(spec_path), fresh)
+    optuna_url = spec.search.study_storage or _default_study_storage(spec, storage)
 
     # MLflow first: an unreachable or misconfigured store fails here, before any compute.
     runs = SweepRuns(
@@ -98,28 +99,32 @@ def run_sweep(
         spec_text=spec_text,
         spec_hash=spec.spec_hash(),
         tags={
-            "ray.experiment_path": str(exp_dir / sweep_id),
-            "optuna.storage": optuna_url,
+            "ray.experiment_path": storage.display(spec.experiment, sweep_id),
+            "optuna.storage": redact(optuna_url),
             "optuna.study": sweep_id,
         },
     )
-    _write_state(exp_dir, sweep_id, spec.spec_hash())
+    _write_state(storage, spec.experiment, sweep_id, spec.spec_hash())
 
     _init_ray(address)
-    weights = source_weight_refs(
-        spec, str(spec_path), exp_dir.parent / "pretrained", cpus=spec.resources.cpu, loaded=external
-    )
+    weights = source_weight_refs(spec, str(spec_path), storage, cpus=spec.resources.cpu, loaded=external)
 
     trainable = tune.with_resources(
         tune.with_parameters(finetune, task=target, image_size=spec.data.image_size, source_weights=weights),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
-    ray_path = exp_dir / sweep_id
-    if resumed and tune.Tuner.can_restore(str(ray_path)):
-        print(f"Resuming sweep {sweep_id} from {ray_path}", flush=True)
-        tuner = tune.Tuner.restore(str(ray_path), trainable, resume_unfinished=True, resume_errored=True)
+    ray_path = storage.path(spec.experiment, sweep_id)
+    if resumed and tune.Tuner.can_restore(ray_path, storage_filesystem=storage.ray_filesystem):
+        print(f"Resuming sweep {sweep_id} from {storage.display(spec.experiment, sweep_id)}", flush=True)
+        tuner = tune.Tuner.restore(
+            ray_path,
+            trainable,
+            resume_unfinished=True,
+            resume_errored=True,
+            storage_filesystem=storage.ray_filesystem,
+        )
     else:
-        tuner = _new_tuner(spec, trainable, runs, exp_dir, sweep_id, optuna_url)
+        tuner = _new_tuner(spec, trainable, runs, storage, sweep_id, optuna_url)
     results = tuner.fit()
 
     summary = SweepSummary(
@@ -130,11 +135,12 @@ def run_sweep(
         outcomes={},
         parent_run_id=runs.parent_run_id,
         tracking_uri=runs.tracking_uri,
-        optuna_storage=optuna_url,
-        ray_path=str(ray_path),
+        optuna_storage=redact(optuna_url),
+        ray_path=storage.display(spec.experiment, sweep_id),
         registered_model=spec.mlflow.register_best_as,
     )
     best = _sync_to_mlflow(spec, runs, results, summary)
+    _close_orphaned_study_trials(optuna_url, sweep_id)
     if best is not None:
         _log_best(spec, runs, best, target, summary)
     summary.wall_time_s = time.time() - started
@@ -154,37 +160,51 @@ def run_sweep(
     return summary
 
 
-def _current_sweep(spec: SweepSpec, exp_dir: Path, source: str, fresh: bool) -> tuple[str, bool]:
-    state_file = exp_dir / "sweep.json"
-    if state_file.exists() and not fresh:
-        state = json.loads(state_file.read_text())
+def _open_storage(spec: SweepSpec, source: str, address: str | None) -> Storage:
+    storage = Storage(spec.storage)
+    if storage.is_local and is_remote_cluster(address):
+        raise SpecError(
+            source,
+            "storage",
+            (
+                f"{spec.storage!r} is a local path, but the Ray cluster at {address} may run trials on other "
+                "machines; use s3://bucket/prefix or a volume mounted at the same path on every node"
+            ),
+        )
+    try:
+        storage.check_writable(spec.experiment)
+    except OSError as exc:
+        raise SpecError(source, "storage", f"cannot write to {storage.display(spec.experiment)}: {exc}") from None
+    return storage
+
+
+def _default_study_storage(spec: SweepSpec, storage: Storage) -> str:
+    """SQLite beside the Ray results when they are local; in the working directory otherwise
+    (SQLite cannot live on S3; set search.study_storage to share the study across machines)."""
+    if storage.is_local:
+        return f"sqlite:///{storage.path(spec.experiment, 'optuna.db')}"
+    return f"sqlite:///{Path(f'optuna-{spec.experiment}.db').resolve()}"
+
+
+def _current_sweep(spec: SweepSpec, storage: Storage, source: str, fresh: bool) -> tuple[str, bool]:
+    if storage.exists(spec.experiment, "sweep.json") and not fresh:
+        state = json.loads(storage.read_text(spec.experiment, "sweep.json"))
         if state["spec_hash"] != spec.spec_hash():
             raise SpecError(
                 source,
                 "experiment",
                 (
-                    f"experiment {spec.experiment!r} already has a sweep in {exp_dir} with a different spec; "
-                    "run with --fresh to start a new sweep, or change `experiment`"
+                    f"experiment {spec.experiment!r} already has a sweep in {storage.display(spec.experiment)} with a "
+                    "different spec; run with --fresh to start a new sweep, or change `experiment`"
                 ),
             )
         return state["sweep_id"], True
     return time.strftime("sweep-%Y%m%d-%H%M%S"), False
 
 
-def _ensure_writable(exp_dir: Path, source: str) -> None:
-    try:
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        probe = exp_dir / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise SpecError(source, "storage", f"cannot write to {exp_dir}: {exc.strerror}") from None
-
-
-def _write_state(exp_dir: Path, sweep_id: str, spec_hash: str) -> None:
-    tmp = exp_dir / "sweep.json.tmp"
-    tmp.write_text(json.dumps({"sweep_id": sweep_id, "spec_hash": spec_hash}, indent=2))
-    os.replace(tmp, exp_dir / "sweep.json")
+def _write_state(storage: Storage, experiment: str, sweep_id: str, spec_hash: str) -> None:
+    state = json.dumps({"sweep_id": sweep_id, "spec_hash": spec_hash}, indent=2)
+    storage.write_text(state, experiment, "sweep.json")
 
 
 def _init_ray(address: str | None) -> None:
@@ -202,7 +222,7 @@ def _init_ray(address: str | None) -> None:
     )
 
 
-def _new_tuner(spec: SweepSpec, trainable, runs: SweepRuns, exp_dir: Path, sweep_id: str, optuna_url: str):
+def _new_tuner(spec: SweepSpec, trainable, runs: SweepRuns, storage: Storage, sweep_id: str, optuna_url: str):
     run_keys = {"max_epochs": spec.early_stopping.max_epochs, "weights": spec.weights.source}
     if "seed" not in spec.space:
         run_keys["seed"] = spec.search.seed
@@ -231,18 +251,18 @@ def _new_tuner(spec: SweepSpec, trainable, runs: SweepRuns, exp_dir: Path, sweep
         ),
         run_config=tune.RunConfig(
             name=sweep_id,
-            storage_path=str(exp_dir),
+            storage_path=storage.path(spec.experiment),
+            storage_filesystem=storage.ray_filesystem,
             callbacks=[
                 MLflowLiveLogger(runs),
                 TrialLines(
                     spec.search.trials, spec.objective.metric, spec.objective.mode, spec.early_stopping.max_epochs
                 ),
             ],
-            checkpoint_config=tune.CheckpointConfig(
-                num_to_keep=CHECKPOINTS_TO_KEEP,
-                checkpoint_score_attribute=spec.objective.metric,
-                checkpoint_score_order=spec.objective.mode,
-            ),
+            # Keep the newest checkpoints, not the best-scoring: Ray's experiment snapshot points at a
+            # trial's latest checkpoint, and score-based retention can delete it before the next
+            # snapshot, which breaks resuming after a driver crash.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
             failure_config=tune.FailureConfig(max_failures=1),
             verbose=0,
         ),
@@ -265,25 +285,28 @@ def _sync_to_mlflow(spec: SweepSpec, runs: SweepRuns, results, summary: SweepSum
         summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
         scores = [r[metric] for r in records if isinstance(r.get(metric), int | float) and np.isfinite(r[metric])]
         trial_best = max(scores, key=lambda v: sign * v) if scores else None
+        final = scores[-1] if scores else None
         runs.child(trial_id, f"finetune_{trial_id}", result.config or {})
         runs.log_epochs(trial_id, records)
         runs.finish_child(trial_id, outcome, last, trial_best, error=str(result.error or ""))
-        # The best model comes from a trial that ran to max_epochs (a full-fidelity result).
-        if (
-            outcome == "completed"
-            and trial_best is not None
-            and (best_score is None or sign * trial_best > sign * best_score)
-        ):
-            best, best_score = result, trial_best
-    for run_id in runs.unfinished_children():  # runs of trials Ray no longer knows about
-        runs.client.set_terminated(run_id, "KILLED")
+        # The best trial ran to max_epochs and is judged by its final value, as Optuna judges it.
+        if outcome == "completed" and final is not None and (best_score is None or sign * final > sign * best_score):
+            best, best_score = result, final
+    runs.remove_orphans({Path(result.path).name for result in results})
     return best
 
 
+def _close_orphaned_study_trials(study_storage: str, study_name: str) -> None:
+    """Optuna trials still RUNNING once the sweep is over were asked for by a driver that died
+    before Ray recorded them; nothing will ever finish them."""
+    study = optuna.load_study(study_name=study_name, storage=study_storage)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(trial._trial_id, "orphaned", "driver restarted before Ray recorded it")
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+
+
 def _log_best(spec: SweepSpec, runs: SweepRuns, best, target: TaskData, summary: SweepSummary) -> None:
-    metric, mode = spec.objective.metric, spec.objective.mode
-    checkpoint = best.get_best_checkpoint(metric, mode) or best.checkpoint
-    best_metrics = next((m for c, m in best.best_checkpoints if c.path == checkpoint.path), best.metrics)
+    checkpoint, best_metrics = best.checkpoint, best.metrics  # the final epoch's
     summary.best_trial_id = Path(best.path).name
     summary.best_config = best.config
     summary.best_metrics = {k: v for k, v in best_metrics.items() if k.startswith(("val_", "train_", "epoch"))}

@@ -23,6 +23,7 @@ from ray.tune import Callback
 
 ROLE, SWEEP_ID, TRIAL_ID, OUTCOME = "orchestrator.role", "orchestrator.sweep_id", "ray.trial_id", "outcome"
 PARENT = "mlflow.parentRunId"
+NODE_ID = "ray.node_id"
 # Keys Ray adds to every result; they are bookkeeping, not trial metrics.
 RAY_KEYS = {
     "done",
@@ -172,14 +173,17 @@ class SweepRuns:
         run_id = self._children[trial_id]
         done = self._logged_epoch.get(trial_id, 0)
         metrics: list[Metric] = []
+        node = None
         for result in results:
             epoch = int(result.get("epoch", 0))
+            node = result.get("node_id") or node
             if epoch > done:
                 stamp = int(result.get("timestamp", time.time()) * 1000)
                 metrics += metrics_of(result, epoch, stamp)
                 done = epoch
-        for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
+        tags = [RunTag(NODE_ID, str(node))] if isinstance(node, str) else []  # the node of the latest epoch
+        for i in range(0, max(len(metrics), 1), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH], tags=tags if i == 0 else [])
         self._logged_epoch[trial_id] = done
 
     def finish_child(self, trial_id: str, outcome: str, last: dict | None, best: float | None, error: str = "") -> None:
@@ -197,12 +201,21 @@ class SweepRuns:
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
 
-    def unfinished_children(self) -> list[str]:
-        running = RunStatus.to_string(RunStatus.RUNNING)
-        runs = self.client.search_runs(
-            [self.experiment_id], f"tags.`{PARENT}` = '{self.parent_run_id}' and attributes.status = '{running}'"
-        )
-        return [run.info.run_id for run in runs]
+    def remove_orphans(self, known_trial_ids: set[str]) -> int:
+        """Soft-delete child runs of trials that Ray no longer knows.
+
+        Ray snapshots its experiment state periodically, so a trial started just before the
+        driver died may be missing after a restore; Ray then runs a new trial in its place.
+        Deleting the orphan (MLflow keeps deleted runs restorable) leaves one run per trial.
+        """
+        runs = self.client.search_runs([self.experiment_id], f"tags.`{PARENT}` = '{self.parent_run_id}'")
+        orphans = [run for run in runs if run.data.tags.get(TRIAL_ID) not in known_trial_ids]
+        for run in orphans:
+            if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+                self.client.set_terminated(run.info.run_id, "KILLED")
+            self.client.set_tag(run.info.run_id, OUTCOME, "orphaned")
+            self.client.delete_run(run.info.run_id)
+        return len(orphans)
 
 
 class MLflowLiveLogger(Callback):

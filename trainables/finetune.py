@@ -127,6 +127,7 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
             "train_images_per_s": stats.images_per_s,
             **cost,
             **weight_drift(model, start_weights, groups),
+            "node_id": ray.get_runtime_context().get_node_id(),  # which machine ran this epoch
         }
         _report_with_checkpoint(metrics, model, optimizer, epoch)
 

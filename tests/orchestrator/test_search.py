@@ -112,3 +112,21 @@ def test_baselines_are_marked_in_the_trial_config(spec):
     first, second = searcher.suggest("a"), searcher.suggest("b")
     assert first["baseline"] == 0 and first["backbone"] == "test_resnet" and first["unfreeze"] == "frozen"
     assert "baseline" not in second
+
+
+def test_a_trial_the_study_already_finished_is_left_alone_after_a_restart(spec):
+    """Driver killed after Optuna was told but before Ray's snapshot: Ray re-runs the trial."""
+    searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS)
+    _run(searcher, "t", [0.3, 0.5, 0.7])
+    searcher._completed_trials.discard("t")  # what the stale snapshot remembers
+    searcher.on_trial_result("t", {"epoch": 3, "val_acc": 0.1})
+    searcher.on_trial_complete("t", {"epoch": 3, "val_acc": 0.1})
+    (trial,) = searcher._ot_study.get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(0.7)
+
+
+def test_results_of_trials_the_searcher_never_suggested_are_ignored(spec):
+    searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS)
+    searcher.on_trial_result("unknown", {"epoch": 1, "val_acc": 0.5})
+    searcher.on_trial_complete("unknown", {"epoch": 1, "val_acc": 0.5})
+    assert searcher._ot_study.get_trials() == []

@@ -177,3 +177,16 @@ def test_validate_builds_backbones_and_reports_incompatible_input(write_spec, ca
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "space.backbone" in err and "vit_tiny_patch16_224 cannot run on 32x32" in err
+
+
+@pytest.mark.parametrize(
+    "storage,words",
+    [
+        ("gs://bucket/runs", "s3://bucket/prefix"),
+        ("s3://AKIAEXAMPLE:hunter2@bucket/runs", "credentials do not belong in the spec"),
+    ],
+)
+def test_storage_uris(write_spec, capsys, storage, words):
+    assert main(["validate", str(write_spec(GOOD + f"storage: {storage}\n"))]) == 2
+    err = capsys.readouterr().err
+    assert "storage" in err and words in err and "hunter2" not in err
