@@ -34,7 +34,7 @@ def timm_models() -> frozenset[str]:
     return frozenset(timm.list_models())
 
 
-def check_spec(spec: SweepSpec, source: str) -> None:
+def check_spec(spec: SweepSpec, source: str, *, local_files: bool = True) -> None:
     def fail(field: str, problem: str) -> None:
         raise SpecError(source, field, problem)
 
@@ -44,7 +44,7 @@ def check_spec(spec: SweepSpec, source: str) -> None:
             f"{spec.objective.metric!r} is not reported by trials; "
             f"expected one of {list(REPORTED_METRICS)}{did_you_mean(spec.objective.metric, REPORTED_METRICS)}",
         )
-    _check_data(spec, fail)
+    _check_data(spec, fail, local_files)
     _check_space(spec, fail)
     _check_conditions(spec, fail)
     _check_baselines(spec, fail)
@@ -68,7 +68,7 @@ def _check_storage(storage: str, fail) -> None:
         fail("storage", f"s3 storage needs a bucket: s3://bucket/prefix, got {storage!r}")
 
 
-def _check_data(spec: SweepSpec, fail) -> None:
+def _check_data(spec: SweepSpec, fail, local_files: bool) -> None:
     sections = [("data", spec.data)] + ([("weights.pretrain", spec.weights.pretrain)] if spec.weights.pretrain else [])
     for field, data in sections:
         classes = data.classes or []
@@ -76,7 +76,7 @@ def _check_data(spec: SweepSpec, fail) -> None:
             fail(f"{field}.classes", f"classes must be distinct, got {classes}")
         if isinstance(data.dataset, ImageFolderSource):
             root = Path(data.dataset.imagefolder).expanduser()
-            if not root.is_dir():
+            if local_files and not root.is_dir():
                 fail(f"{field}.dataset.imagefolder", f"no such directory: {root}")
         else:
             bad = [c for c in classes if c not in DIGITS_CLASSES]
@@ -95,10 +95,10 @@ def _check_data(spec: SweepSpec, fail) -> None:
             "data.val_per_class",
             "only applies to digits; an image folder's val split is its val/ folder or val_fraction",
         )
-    _check_weights(spec, fail)
+    _check_weights(spec, fail, local_files)
 
 
-def _check_weights(spec: SweepSpec, fail) -> None:
+def _check_weights(spec: SweepSpec, fail, local_files: bool) -> None:
     source = spec.weights.source
     if source not in ("pretrain", "hub", "none") and not source.startswith("file:"):
         fail(
@@ -112,7 +112,7 @@ def _check_weights(spec: SweepSpec, fail) -> None:
         fail("weights.pretrain", f"given but weights.source is {source!r}, so it would be ignored; remove it")
     if source.startswith("file:"):
         path = Path(source.removeprefix("file:")).expanduser()
-        if not path.is_file():
+        if local_files and not path.is_file():
             fail("weights.source", f"no such weights file: {path}")
         if path.suffix not in (".safetensors", ".pth", ".pt", ".bin"):
             fail("weights.source", f"expected a .safetensors, .pth, .pt or .bin file, got {path.name!r}")

@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a spec and build its backbones, without training")
     validate.add_argument("spec", type=Path)
+    validate.add_argument(
+        "--no-data",
+        action="store_true",
+        help="do not look for data folders or weights files (a spec for another machine)",
+    )
     validate.set_defaults(func=_validate)
     return parser
 
@@ -49,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
 def _validate(args: argparse.Namespace) -> int:
     from orchestrator.validate import validate
 
-    report = validate(args.spec)
+    report = validate(args.spec, data=not args.no_data)
     print(report)
     return 0
 

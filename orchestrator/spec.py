@@ -205,8 +205,11 @@ def _all_field_names() -> set[str]:
     return {name for model in models for name in model.model_fields}
 
 
-def load_spec(path: str | Path, overrides: dict[str, dict[str, Any]] | None = None) -> SweepSpec:
-    """Read, parse and fully check a spec file. `overrides` are applied per section (CLI flags)."""
+def load_spec(
+    path: str | Path, overrides: dict[str, dict[str, Any]] | None = None, *, local_files: bool = True
+) -> SweepSpec:
+    """Read, parse and fully check a spec file. `overrides` are applied per section (CLI flags);
+    `local_files=False` skips checking that data folders and weights files exist here."""
     from orchestrator.checks import check_spec  # checks imports timm; keep spec parsing light
 
     source = str(path)
@@ -217,7 +220,7 @@ def load_spec(path: str | Path, overrides: dict[str, dict[str, Any]] | None = No
         spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:
         raise _one_line(exc, source) from None
-    check_spec(spec, source)
+    check_spec(spec, source, local_files=local_files)
     return spec
 
 

@@ -13,11 +13,15 @@ from trainables.models import create_backbone, layer_groups
 from trainables.transforms import data_config
 
 
-def validate(spec_path: str | Path) -> str:
-    """Raises SpecError on the first problem; returns a one-paragraph report otherwise."""
+def validate(spec_path: str | Path, *, data: bool = True) -> str:
+    """Raises SpecError on the first problem; returns a one-paragraph report otherwise.
+
+    `data=False` checks a spec meant for another machine (a cluster with its own volumes):
+    data folders and weights files are not looked for here."""
     source = str(spec_path)
-    spec = load_spec(spec_path)
-    task = target_task(spec, source)
+    spec = load_spec(spec_path, local_files=data)
+    task = target_task(spec, source) if data else None
+    num_classes = task.num_classes if task else len(spec.data.classes or [0, 1])
     drop_path = _largest(spec.space.get("drop_path", 0.0))
     built = []
     for name in spec.backbones:
@@ -25,7 +29,7 @@ def validate(spec_path: str | Path) -> str:
         try:
             # The meta device checks shapes end to end without allocating or computing anything.
             with torch.device("meta"):
-                model = create_backbone(name, task.num_classes, drop_path=drop_path)
+                model = create_backbone(name, num_classes, drop_path=drop_path)
                 size = data_config(model, spec.data.image_size)["input_size"]
                 model.eval()(torch.empty(2, *size))
         except Exception as exc:  # noqa: BLE001 - any failure here makes the backbone unusable for this spec
@@ -37,8 +41,12 @@ def validate(spec_path: str | Path) -> str:
         f"{spec_path}: OK. experiment {spec.experiment!r}: {len(spec.searched)} searched and "
         f"{len(spec.fixed)} fixed parameters, {spec.search.trials} trials ({spec.search.algorithm}, "
         f"{spec.early_stopping.scheduler}, up to {spec.early_stopping.max_epochs} epochs); "
-        f"{task.num_classes} classes, {len(task.train)} train / {len(task.val)} val images; "
-        f"backbones: {', '.join(built)}"
+        + (
+            f"{task.num_classes} classes, {len(task.train)} train / {len(task.val)} val images; "
+            if task
+            else "data not checked (--no-data); "
+        )
+        + f"backbones: {', '.join(built)}"
     )
 
 
