@@ -26,6 +26,7 @@ from orchestrator.datasets import target_task
 from orchestrator.errors import SpecError
 from orchestrator.pretrained import external_weights, source_weight_refs
 from orchestrator.progress import TrialLines
+from orchestrator.resume import CheckpointRepair
 from orchestrator.search import FidelityOptunaSearch, make_sampler, make_scheduler
 from orchestrator.space import DefineByRun
 from orchestrator.spec import SweepSpec, load_spec
@@ -254,6 +255,7 @@ def _new_tuner(spec: SweepSpec, trainable, runs: SweepRuns, storage: Storage, sw
             storage_path=storage.path(spec.experiment),
             storage_filesystem=storage.ray_filesystem,
             callbacks=[
+                CheckpointRepair(),
                 MLflowLiveLogger(runs),
                 TrialLines(
                     spec.search.trials, spec.objective.metric, spec.objective.mode, spec.early_stopping.max_epochs
@@ -280,7 +282,11 @@ def _sync_to_mlflow(spec: SweepSpec, runs: SweepRuns, results, summary: SweepSum
     for result in results:
         trial_id = Path(result.path).name
         records = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
-        last = records[-1] if records else (result.metrics or {})
+        # On remote storage Ray uploads progress.csv lazily, so after a crash it can lag the final
+        # result kept in the experiment snapshot: use whichever is further along.
+        if result.metrics and result.metrics.get("epoch", 0) > (records[-1].get("epoch", 0) if records else 0):
+            records.append(result.metrics)
+        last = records[-1] if records else {}
         outcome = trial_outcome(last, errored=result.error is not None, max_epochs=spec.early_stopping.max_epochs)
         summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
         scores = [r[metric] for r in records if isinstance(r.get(metric), int | float) and np.isfinite(r[metric])]

@@ -78,7 +78,11 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
         "latency_ms": latency_ms_per_image(model, data_cfg["input_size"], device),
     }
 
-    start_epoch = _restore(model, optimizer, device) + 1
+    done, last_metrics = _restore(model, optimizer, device)
+    if done >= max_epochs:  # the driver died after the final checkpoint: tell Tune how the trial ended
+        tune.report(last_metrics)
+        return
+    start_epoch = done + 1
 
     for epoch in range(start_epoch, max_epochs + 1):
         freezer.freeze_first(
@@ -146,21 +150,21 @@ def _trial_cpus() -> int:
         return max(1, min(4, os.cpu_count() or 1))
 
 
-def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> int:
-    """Load Tune's checkpoint if this trial is resuming; returns the last finished epoch."""
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, dict]:
+    """Load Tune's checkpoint if this trial is resuming; returns the last finished epoch and its metrics."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return 0
+        return 0, {}
     with checkpoint.as_directory() as directory:
         state = torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location=device, weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    return int(state["epoch"])
+    return int(state["epoch"]), state.get("metrics", {"epoch": int(state["epoch"])})
 
 
 def _report_with_checkpoint(metrics: dict, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "metrics": metrics}
         torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
