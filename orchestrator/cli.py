@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--fresh", action="store_true", help="start a new sweep instead of resuming the current one")
     sweep.set_defaults(func=_sweep)
 
+    sync = sub.add_parser("sync", help="replay the current sweep's Ray records into MLflow (idempotent)")
+    sync.add_argument("spec", type=Path)
+    sync.set_defaults(func=_sync)
+
     validate = sub.add_parser("validate", help="check a spec and build its backbones, without training")
     validate.add_argument("spec", type=Path)
     validate.add_argument(
@@ -66,6 +70,13 @@ def _sweep(args: argparse.Namespace) -> int:
         args.spec, address=args.address, trials=args.trials, max_epochs=args.max_epochs, fresh=args.fresh
     )
     print(format_summary(summary))
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import sync_sweep
+
+    print(format_summary(sync_sweep(args.spec)))
     return 0
 
 

@@ -132,6 +132,7 @@ class SearchSpec(StrictModel):
     trials: PositiveInt = 20
     concurrent: PositiveInt = 1
     seed: int = 0
+    max_failures: int = Field(2, ge=0, le=100)  # retries of a trial that raises, from its last checkpoint
     baselines: list[dict[str, Scalar]] = Field(default_factory=list)
     # Optuna RDB URL; default: SQLite beside local results. Credentials belong in the environment.
     study_storage: str | None = Field(None, pattern=r"^(sqlite|postgresql|mysql)(\+\w+)?://")

@@ -89,13 +89,7 @@ def run_sweep(
     optuna_url = spec.search.study_storage or _default_study_storage(spec, storage)
 
     # MLflow first: an unreachable or misconfigured store fails here, before any compute.
-    runs = SweepRuns(
-        default_tracking_uri(spec.mlflow.tracking_uri),
-        spec.experiment,
-        sweep_id,
-        spec.early_stopping.max_epochs,
-        spec.objective.metric,
-    )
+    runs = _sweep_runs(spec, sweep_id)
     runs.start_parent(
         spec_text=spec_text,
         spec_hash=spec.spec_hash(),
@@ -128,6 +122,65 @@ def run_sweep(
         tuner = _new_tuner(spec, trainable, runs, storage, sweep_id, optuna_url)
     results = tuner.fit()
 
+    return _finish(
+        spec,
+        runs,
+        results,
+        target,
+        started=started,
+        resumed=resumed,
+        sweep_id=sweep_id,
+        optuna_url=optuna_url,
+        storage=storage,
+    )
+
+
+def sync_sweep(spec_path: str | Path) -> SweepSummary:
+    """Replay the current sweep's Ray records into MLflow, without running anything.
+
+    Idempotent: epochs already logged are skipped, runs are found by tag, and the best model
+    is registered only once. `run_sweep` ends with the same pass."""
+    started = time.time()
+    spec = load_spec(spec_path)
+    storage = _open_storage(spec, str(spec_path), address=None)
+    if not storage.exists(spec.experiment, "sweep.json"):
+        raise SpecError(str(spec_path), "experiment", f"no sweep of {spec.experiment!r} in {storage.display()} to sync")
+    sweep_id, _ = _current_sweep(spec, storage, str(spec_path), fresh=False)
+    target = target_task(spec, str(spec_path))
+    optuna_url = spec.search.study_storage or _default_study_storage(spec, storage)
+    runs = _sweep_runs(spec, sweep_id)
+    runs.start_parent(spec_text=Path(spec_path).read_text(), spec_hash=spec.spec_hash(), tags={})
+    analysis = tune.ExperimentAnalysis(
+        storage.path(spec.experiment, sweep_id),
+        storage_filesystem=storage.ray_filesystem,
+        default_metric=spec.objective.metric,
+        default_mode=spec.objective.mode,
+    )
+    return _finish(
+        spec,
+        runs,
+        tune.ResultGrid(analysis),
+        target,
+        started=started,
+        resumed=True,
+        sweep_id=sweep_id,
+        optuna_url=optuna_url,
+        storage=storage,
+    )
+
+
+def _sweep_runs(spec: SweepSpec, sweep_id: str) -> SweepRuns:
+    return SweepRuns(
+        default_tracking_uri(spec.mlflow.tracking_uri),
+        spec.experiment,
+        sweep_id,
+        spec.early_stopping.max_epochs,
+        spec.objective.metric,
+    )
+
+
+def _finish(spec, runs, results, target, *, started, resumed, sweep_id, optuna_url, storage) -> SweepSummary:
+    """Make MLflow and Optuna agree with Ray's records, register the best model, close the parent."""
     summary = SweepSummary(
         experiment=spec.experiment,
         sweep_id=sweep_id,
@@ -265,7 +318,7 @@ def _new_tuner(spec: SweepSpec, trainable, runs: SweepRuns, storage: Storage, sw
             # trial's latest checkpoint, and score-based retention can delete it before the next
             # snapshot, which breaks resuming after a driver crash.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
-            failure_config=tune.FailureConfig(max_failures=1),
+            failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
             verbose=0,
         ),
     )

@@ -157,6 +157,29 @@ def test_rerun_resumes_without_duplicating_runs_or_models(sweep, client):
     assert again.outcomes == first.outcomes
 
 
+def _history(client, parent_run_id):
+    return {
+        c.data.tags["ray.trial_id"]: [(m.step, m.value) for m in client.get_metric_history(c.info.run_id, "val_acc")]
+        for c in _children(client, parent_run_id)
+    }
+
+
+def test_sync_replays_what_mlflow_lost_and_running_it_twice_changes_nothing(sweep, client, capsys):
+    workdir, first = sweep
+    before = _history(client, first.parent_run_id)
+    lost = next(c for c in _children(client, first.parent_run_id) if c.info.run_id != first.best_run_id)
+    client.delete_run(lost.info.run_id)  # as if MLflow had missed this trial entirely
+
+    assert main(["sync", str(workdir / "spec.yaml")]) == 0
+    assert "parent run " + first.parent_run_id in capsys.readouterr().out
+    replayed = _history(client, first.parent_run_id)
+    assert replayed == before  # the lost trial is back, epoch by epoch, from Ray's records
+
+    assert main(["sync", str(workdir / "spec.yaml")]) == 0
+    assert _history(client, first.parent_run_id) == before
+    assert len(client.search_model_versions("name = 'it-best'")) == 1
+
+
 def test_changed_spec_with_the_same_experiment_is_refused(sweep, capsys):
     workdir, _ = sweep
     changed = workdir / "changed.yaml"
