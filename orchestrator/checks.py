@@ -139,6 +139,7 @@ def _check_space(spec: SweepSpec, fail) -> None:
                 problem = hp.check(getattr(param, end))
                 if problem:
                     fail(f"{field}.{end}", problem)
+                _check_value(name, getattr(param, end), f"{field}.{end}", fail)
         elif isinstance(param, CategoricalParam):
             if len(set(map(repr, param.choices))) != len(param.choices):
                 fail(f"{field}.choices", f"choices must be distinct, got {param.choices}")
@@ -164,6 +165,8 @@ def _check_range(param: FloatParam | IntParam, field: str, fail) -> None:
 
 
 def _check_value(name: str, value: Any, field: str, fail) -> None:
+    if name == "transfer_layers" and isinstance(value, float) and value > 1:
+        fail(field, f"a float is a fraction of the layer groups, so it must be <= 1 (an int is a count), got {value}")
     if name == "backbone":
         if not isinstance(value, str) or value not in timm_models():
             fail(field, f"unknown timm backbone {value!r}{did_you_mean(str(value), timm_models())}")

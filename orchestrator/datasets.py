@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from orchestrator.errors import SpecError
-from orchestrator.spec import DEFAULT_DIGITS_TARGET, DataSpec, ImageFolderSource, PretrainSpec, SweepSpec
+from orchestrator.spec import (
+    DEFAULT_DIGITS_SOURCE,
+    DEFAULT_DIGITS_TARGET,
+    DataSpec,
+    ImageFolderSource,
+    PretrainSpec,
+    SweepSpec,
+)
 from trainables.data import DataError, TaskData, load_digits_task, load_imagefolder_task
 
 
@@ -31,7 +38,8 @@ def _load(
                 train_per_class=train_per_class,
                 seed=seed,
             )
-        classes = data.classes or DEFAULT_DIGITS_TARGET
+        default = DEFAULT_DIGITS_SOURCE if isinstance(data, PretrainSpec) else DEFAULT_DIGITS_TARGET
+        classes = data.classes or default
         return load_digits_task(classes, train_per_class=train_per_class, val_per_class=val_per_class, seed=seed)
     except DataError as exc:
         raise SpecError(source, f"{field}.dataset", str(exc)) from None

@@ -17,7 +17,6 @@ import timm
 import torch
 from safetensors.torch import load, save
 
-from orchestrator.datasets import source_task
 from orchestrator.errors import SpecError
 from orchestrator.spec import SweepSpec
 from orchestrator.storage import Storage
@@ -41,10 +40,16 @@ def external_weights(spec: SweepSpec, source: str) -> dict[str, dict[str, torch.
 
 
 def source_weight_refs(
-    spec: SweepSpec, source: str, storage: Storage, *, cpus: float, loaded: dict[str, dict[str, torch.Tensor]]
+    spec: SweepSpec,
+    storage: Storage,
+    *,
+    cpus: float,
+    loaded: dict[str, dict[str, torch.Tensor]],
+    source_data: TaskData | None,
 ) -> dict[str, ray.ObjectRef]:
-    """One object-store reference per backbone; `loaded` holds weights already read by external_weights."""
-    states = pretrained_on_source(spec, source, storage, cpus=cpus) if spec.weights.source == "pretrain" else loaded
+    """One object-store reference per backbone: pretrained on `source_data` (for `pretrain`), or
+    the weights external_weights already read."""
+    states = pretrained_on_source(spec, source_data, storage, cpus=cpus) if source_data is not None else loaded
     return {backbone: ray.put(state) for backbone, state in states.items()}
 
 
@@ -66,14 +71,14 @@ def cache_key(spec: SweepSpec, backbone: str) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def pretrained_on_source(spec: SweepSpec, source: str, storage: Storage, *, cpus: float) -> dict[str, dict]:
+def pretrained_on_source(spec: SweepSpec, source_data: TaskData, storage: Storage, *, cpus: float) -> dict[str, dict]:
     names = {b: f"{b}-{cache_key(spec, b)}.safetensors" for b in spec.backbones}
     missing = [b for b, name in names.items() if not storage.exists(CACHE_DIR, name)]
     if missing:
         print(
             f"Pretraining {len(missing)} backbone(s) on the source task in parallel: {', '.join(missing)}", flush=True
         )
-        task_ref = ray.put(source_task(spec, source))
+        task_ref = ray.put(source_data)
         remote = ray.remote(num_cpus=cpus)(_pretrain)
         p = spec.weights.pretrain
         refs = {

@@ -35,6 +35,7 @@ Condition = dict[str, Scalar | list[Scalar]]
 REPORTED_METRICS = ("val_acc", "val_loss", "val_f1", "val_precision", "val_recall", "train_loss")
 DIGITS_CLASSES = list(range(10))
 DEFAULT_DIGITS_TARGET = [5, 6, 7, 8, 9]
+DEFAULT_DIGITS_SOURCE = [0, 1, 2, 3, 4]  # disjoint from the default target
 
 
 class StrictModel(BaseModel):
@@ -183,7 +184,9 @@ class SweepSpec(StrictModel):
         return list(entry.choices) if isinstance(entry, CategoricalParam) else [entry]
 
     def spec_hash(self) -> str:
-        canonical = json.dumps(self.model_dump(mode="json", warnings=False), sort_keys=True)
+        """Identity of the sweep; fields left at their defaults are not part of it, so a new
+        optional field in a later version does not make existing sweeps look changed."""
+        canonical = json.dumps(self.model_dump(mode="json", warnings=False, exclude_defaults=True), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

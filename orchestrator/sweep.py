@@ -22,7 +22,7 @@ import ray
 import torch
 from ray import tune
 
-from orchestrator.datasets import target_task
+from orchestrator.datasets import source_task, target_task
 from orchestrator.errors import SpecError
 from orchestrator.pretrained import external_weights, source_weight_refs
 from orchestrator.progress import TrialLines
@@ -82,6 +82,7 @@ def run_sweep(
     # Data and hub/file weights load first: a bad folder or file fails before anything is written.
     target = target_task(spec, str(spec_path))
     external = external_weights(spec, str(spec_path))
+    source = source_task(spec, str(spec_path)) if spec.weights.source == "pretrain" else None
 
     address = address or os.environ.get("RAY_ADDRESS")
     storage = _open_storage(spec, str(spec_path), address)
@@ -102,7 +103,7 @@ def run_sweep(
     _write_state(storage, spec.experiment, sweep_id, spec.spec_hash())
 
     _init_ray(address)
-    weights = source_weight_refs(spec, str(spec_path), storage, cpus=spec.resources.cpu, loaded=external)
+    weights = source_weight_refs(spec, storage, cpus=spec.resources.cpu, loaded=external, source_data=source)
 
     trainable = tune.with_resources(
         tune.with_parameters(finetune, task=target, image_size=spec.data.image_size, source_weights=weights),

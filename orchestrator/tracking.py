@@ -279,6 +279,7 @@ def log_best_model(
             registered_model_name=name,
             input_example=input_example,
             metadata={"class_names": class_names},
+            serialization_format="pt2",  # torch.export: loading runs no pickle
         )
     client.set_terminated(run_id, status)  # start_run reopened it; keep its outcome status
     version = str(info.registered_model_version) if name and info.registered_model_version else None

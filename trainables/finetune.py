@@ -64,7 +64,7 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
     max_epochs = cfg["max_epochs"]
     scheduler = CosineLRScheduler(
         optimizer,
-        t_initial=max_epochs,
+        t_initial=max(1, max_epochs - cfg["warmup_epochs"]),
         lr_min=cfg["lr"] * 1e-2,
         warmup_t=cfg["warmup_epochs"],
         warmup_lr_init=cfg["lr"] * 1e-2,

@@ -190,3 +190,17 @@ def test_storage_uris(write_spec, capsys, storage, words):
     assert main(["validate", str(write_spec(GOOD + f"storage: {storage}\n"))]) == 2
     err = capsys.readouterr().err
     assert "storage" in err and words in err and "hunter2" not in err
+
+
+@pytest.mark.parametrize(
+    "entry", ["{type: float, low: 0.0, high: 2.5}", "{type: categorical, choices: [0.5, 1.5]}", "1.5"]
+)
+def test_fractional_transfer_layers_above_one_is_rejected(write_spec, entry):
+    with pytest.raises(SpecError, match="fraction of the layer groups, so it must be <= 1"):
+        load_spec(write_spec(GOOD + f"  transfer_layers: {entry}\n"))
+
+
+def test_defaulted_fields_do_not_change_the_spec_hash(write_spec):
+    plain = load_spec(write_spec(GOOD, "a.yaml")).spec_hash()
+    explicit = load_spec(write_spec(GOOD.replace("trials: 4", "trials: 4, max_failures: 2"), "b.yaml")).spec_hash()
+    assert plain == explicit
