@@ -10,9 +10,15 @@ import json
 import sys
 from pathlib import Path
 
-from orchestrator.errors import SpecError
+from orchestrator.errors import UserError
 
 EXIT_USER_ERROR = 2
+
+
+def redact(uri: str) -> str:
+    from orchestrator.storage import redact as _redact
+
+    return _redact(uri)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except SpecError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
@@ -98,7 +104,7 @@ def format_summary(s) -> str:
     else:
         lines.append("  best trial:      none reached max_epochs, so no model was registered")
     lines += [
-        f"  MLflow:          {s.tracking_uri}  experiment {s.experiment!r}, parent run {s.parent_run_id}",
+        f"  MLflow:          {redact(s.tracking_uri)}  experiment {s.experiment!r}, parent run {s.parent_run_id}",
         f"  model:           {s.model_uri or '-'}"
         + (f"  registered as {s.registered_model!r} version {s.model_version}" if s.model_version else ""),
         f"  Optuna storage:  {s.optuna_storage}  (study {s.sweep_id!r})",

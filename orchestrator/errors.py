@@ -6,8 +6,12 @@ import difflib
 from collections.abc import Iterable
 
 
-class SpecError(Exception):
-    """Bad input from the user. The CLI prints it as one line and exits with status 2."""
+class UserError(Exception):
+    """A problem the user fixes (input, environment). The CLI prints it as one line and exits with status 2."""
+
+
+class SpecError(UserError):
+    """Bad input in a spec file, named by file and field."""
 
     def __init__(self, source: str, field: str | None, problem: str):
         self.source, self.field, self.problem = source, field, problem

@@ -31,7 +31,14 @@ from orchestrator.search import FidelityOptunaSearch, make_sampler, make_schedul
 from orchestrator.space import DefineByRun
 from orchestrator.spec import SweepSpec, load_spec
 from orchestrator.storage import Storage, is_remote_cluster, redact
-from orchestrator.tracking import MLflowLiveLogger, SweepRuns, default_tracking_uri, log_best_model, trial_outcome
+from orchestrator.tracking import (
+    MLflowLiveLogger,
+    SweepRuns,
+    check_reachable,
+    default_tracking_uri,
+    log_best_model,
+    trial_outcome,
+)
 from trainables import finetune
 from trainables.data import TaskData
 from trainables.finetune import evaluate_split, load_checkpoint_model
@@ -91,6 +98,7 @@ def run_sweep(
 
     # MLflow first: an unreachable or misconfigured store fails here, before any compute.
     runs = _sweep_runs(spec, sweep_id)
+    check_reachable(runs.tracking_uri)
     runs.start_parent(
         spec_text=spec_text,
         spec_hash=spec.spec_hash(),

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 from mlflow import MlflowClient
@@ -48,6 +49,32 @@ RAY_KEYS = {
 def default_tracking_uri(spec_uri: str | None) -> str:
     """Spec, then MLFLOW_TRACKING_URI, then an SQLite file in the working directory."""
     return spec_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
+
+
+def check_reachable(tracking_uri: str) -> None:
+    """Fail in seconds, not after MLflow's minutes of retries, if the store cannot be reached."""
+    from orchestrator.errors import UserError
+    from orchestrator.storage import redact
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10")
+    try:
+        MlflowClient(tracking_uri).search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        password = urlparse(tracking_uri).password
+        if password:  # MLflow's own message repeats the URL, credentials included
+            reason = reason.replace(password, "***")
+        raise UserError(
+            f"MLflow tracking store {redact(tracking_uri)} is unreachable ({reason}); start it, or set "
+            "MLFLOW_TRACKING_URI / mlflow.tracking_uri. Nothing was started."
+        ) from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def trial_outcome(result: dict | None, *, errored: bool, max_epochs: int) -> str:

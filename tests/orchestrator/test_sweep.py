@@ -33,3 +33,19 @@ def test_unwritable_storage_is_a_one_line_error(spec_in_empty_dir, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and ": storage: cannot write to" in err[0]
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_unreachable_mlflow_server_fails_fast_with_one_line(spec_in_empty_dir, tmp_path, capsys, monkeypatch):
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:hunter2@127.0.0.1:{port}")
+    started = time.monotonic()
+    assert main(["sweep", str(spec_in_empty_dir)]) == 2
+    assert time.monotonic() - started < 60
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is unreachable" in err[0] and "Nothing was started" in err[0]
+    assert "hunter2" not in err[0] and "user:***@" in err[0]
