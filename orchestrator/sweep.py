@@ -98,6 +98,9 @@ def run_sweep(
 
     # MLflow first: an unreachable or misconfigured store fails here, before any compute.
     runs = _sweep_runs(spec, sweep_id)
+    # MLflow's default (7 retries, 120 s timeout) would stall Tune's event loop for minutes in an outage.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     check_reachable(runs.tracking_uri)
     runs.start_parent(
         spec_text=spec_text,
@@ -131,7 +134,7 @@ def run_sweep(
         tuner = _new_tuner(spec, trainable, runs, storage, sweep_id, optuna_url)
     results = tuner.fit()
 
-    return _finish(
+    return _finish_or_explain(
         spec,
         runs,
         results,
@@ -165,7 +168,7 @@ def sync_sweep(spec_path: str | Path) -> SweepSummary:
         default_metric=spec.objective.metric,
         default_mode=spec.objective.mode,
     )
-    return _finish(
+    return _finish_or_explain(
         spec,
         runs,
         tune.ResultGrid(analysis),
@@ -186,6 +189,19 @@ def _sweep_runs(spec: SweepSpec, sweep_id: str) -> SweepRuns:
         spec.early_stopping.max_epochs,
         spec.objective.metric,
     )
+
+
+def _finish_or_explain(spec, runs, results, target, **kwargs) -> SweepSummary:
+    """`_finish`, turning an MLflow outage at the end of a finished sweep into one clear line."""
+    try:
+        return _finish(spec, runs, results, target, **kwargs)
+    except Exception:
+        check_reachable(
+            runs.tracking_uri,
+            after="The sweep itself finished and its results are safe in Ray's "
+            "storage; run `orchestrator sync SPEC` once MLflow is back.",
+        )
+        raise
 
 
 def _finish(spec, runs, results, target, *, started, resumed, sweep_id, optuna_url, storage) -> SweepSummary:

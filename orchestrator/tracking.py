@@ -8,6 +8,7 @@ by tag, never duplicated, and every run is terminated when the sweep ends.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -21,6 +22,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 from ray.tune import Callback
+
+logger = logging.getLogger(__name__)
 
 ROLE, SWEEP_ID, TRIAL_ID, OUTCOME = "orchestrator.role", "orchestrator.sweep_id", "ray.trial_id", "outcome"
 PARENT = "mlflow.parentRunId"
@@ -51,7 +54,7 @@ def default_tracking_uri(spec_uri: str | None) -> str:
     return spec_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
 
 
-def check_reachable(tracking_uri: str) -> None:
+def check_reachable(tracking_uri: str, after: str = "Nothing was started.") -> None:
     """Fail in seconds, not after MLflow's minutes of retries, if the store cannot be reached."""
     from orchestrator.errors import UserError
     from orchestrator.storage import redact
@@ -67,7 +70,7 @@ def check_reachable(tracking_uri: str) -> None:
             reason = reason.replace(password, "***")
         raise UserError(
             f"MLflow tracking store {redact(tracking_uri)} is unreachable ({reason}); start it, or set "
-            "MLFLOW_TRACKING_URI / mlflow.tracking_uri. Nothing was started."
+            f"MLFLOW_TRACKING_URI / mlflow.tracking_uri. {after}"
         ) from None
     finally:
         for key, value in saved.items():
@@ -246,19 +249,27 @@ class SweepRuns:
 
 
 class MLflowLiveLogger(Callback):
-    """Logs each trial's results to its child run as they arrive, at most once a second per trial."""
+    """Logs each trial's results to its child run as they arrive, at most once a second per trial.
 
-    def __init__(self, runs: SweepRuns, flush_every_s: float = 1.0):
+    MLflow being down never stops training: results stay pending and are retried, and the
+    end-of-sweep replay (`SweepRuns` fed from Ray's records) fills any gap."""
+
+    def __init__(self, runs: SweepRuns, flush_every_s: float = 1.0, retry_every_s: float = 30.0):
         self.runs = runs
         self.flush_every_s = flush_every_s
+        self.retry_every_s = retry_every_s  # while MLflow is failing
+        self._failing = False
         self._pending: dict[str, list[dict]] = {}
+        self._trials: dict[str, tuple[str, dict]] = {}  # trial id -> (name, config), for late run creation
         self._last_flush = 0.0
+        self._warned = False
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_pending": {}}
+        return {**self.__dict__, "_pending": {}, "_trials": {}, "_warned": False, "_failing": False}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.runs.child(trial.trial_id, str(trial), trial.config)
+        self._trials[trial.trial_id] = (str(trial), dict(trial.config))
+        self._guarded(self.runs.child, trial.trial_id, str(trial), trial.config)
 
     on_trial_restore = on_trial_start
 
@@ -266,7 +277,8 @@ class MLflowLiveLogger(Callback):
         self._pending.setdefault(trial.trial_id, []).append(result)
 
     def on_step_end(self, iteration, trials, **info):
-        if time.monotonic() - self._last_flush >= self.flush_every_s:
+        wait = self.flush_every_s if not self._failing else self.retry_every_s
+        if time.monotonic() - self._last_flush >= wait:
             self.flush()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
@@ -279,11 +291,31 @@ class MLflowLiveLogger(Callback):
 
     def flush(self, trial_id: str | None = None) -> None:
         for tid in [trial_id] if trial_id else list(self._pending):
-            results = self._pending.pop(tid, [])
-            if results:
-                self.runs.child(tid, tid, {})  # known already; cheap lookup
-                self.runs.log_epochs(tid, results)
+            results = self._pending.get(tid)
+            name, config = self._trials.get(tid, (f"finetune_{tid}", {}))
+            if results and self._guarded(self._log, tid, name, config, results):
+                del self._pending[tid]
         self._last_flush = time.monotonic()
+
+    def _log(self, trial_id: str, name: str, config: dict, results: list[dict]) -> None:
+        self.runs.child(trial_id, name, config)
+        self.runs.log_epochs(trial_id, results)
+
+    def _guarded(self, call, *args) -> bool:
+        try:
+            call(*args)
+            self._failing = False
+            return True
+        except Exception as exc:  # noqa: BLE001 - any MLflow failure: keep training, replay later
+            self._failing = True
+            if not self._warned:
+                logger.warning(
+                    "MLflow is unavailable (%s); training goes on and results are replayed "
+                    "into MLflow when the sweep ends (or by `orchestrator sync`)",
+                    str(exc)[:200],
+                )
+                self._warned = True
+            return False
 
 
 def log_best_model(

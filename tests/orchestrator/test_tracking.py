@@ -1,0 +1,49 @@
+"""Live MLflow logging survives an MLflow outage: results wait, then reach the store."""
+
+import socket
+from types import SimpleNamespace
+
+from mlflow import MlflowClient
+
+from orchestrator.tracking import MLflowLiveLogger, SweepRuns, flatten, trial_outcome
+
+
+def _dead_uri() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def test_results_wait_through_an_outage_and_arrive_afterwards(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = SweepRuns(store, "outage", "sweep-1", max_epochs=3, metric="val_acc")
+    runs.start_parent(spec_text="experiment: outage", spec_hash="h", tags={})
+
+    runs.tracking_uri = _dead_uri()  # MLflow goes down
+    logger = MLflowLiveLogger(runs, flush_every_s=0.0, retry_every_s=0.0)
+    trial = SimpleNamespace(trial_id="t1", config={"lr": 0.1, "backbone": "test_resnet"})
+    logger.on_trial_start(0, [], trial)  # must not raise
+    for epoch in (1, 2):
+        logger.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": 0.5 + epoch / 10})
+    logger.on_step_end(0, [])
+    assert [r["epoch"] for r in logger._pending["t1"]] == [1, 2]  # kept, not lost
+
+    runs.tracking_uri = store  # MLflow is back
+    logger.on_trial_complete(0, [], trial)
+    assert logger._pending == {}
+    client = MlflowClient(store)
+    (child,) = client.search_runs([runs.experiment_id], "tags.`ray.trial_id` = 't1'")
+    assert child.data.params == {"lr": "0.1", "backbone": "test_resnet"}
+    assert [(m.step, round(m.value, 3)) for m in client.get_metric_history(child.info.run_id, "val_acc")] == [
+        (1, 0.6),
+        (2, 0.7),
+    ]
+
+
+def test_outcomes_and_flattened_params():
+    assert trial_outcome({"epoch": 3}, errored=False, max_epochs=3) == "completed"
+    assert trial_outcome({"epoch": 2}, errored=False, max_epochs=3) == "pruned"
+    assert trial_outcome({"epoch": 2, "diverged": 1}, errored=False, max_epochs=3) == "diverged"
+    assert trial_outcome({"epoch": 3}, errored=True, max_epochs=3) == "errored"
+    assert flatten({"a": {"b": 1}, "c": 2}) == {"a.b": 1, "c": 2}
