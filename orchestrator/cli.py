@@ -11,14 +11,9 @@ import sys
 from pathlib import Path
 
 from orchestrator.errors import UserError
+from orchestrator.storage import redact
 
 EXIT_USER_ERROR = 2
-
-
-def redact(uri: str) -> str:
-    from orchestrator.storage import redact as _redact
-
-    return _redact(uri)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -294,7 +294,7 @@ def _init_ray(address: str | None) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our TrialLines callback reports progress instead
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ray.init(
-        address=address or os.environ.get("RAY_ADDRESS"),
+        address=address,  # already resolved from --address or RAY_ADDRESS
         include_dashboard=False,
         logging_level="WARNING",
         runtime_env={"worker_process_setup_hook": "orchestrator.progress.quiet_worker_logs"},

@@ -23,6 +23,9 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 from ray.tune import Callback
 
+from orchestrator.errors import UserError
+from orchestrator.storage import redact
+
 logger = logging.getLogger(__name__)
 
 ROLE, SWEEP_ID, TRIAL_ID, OUTCOME = "orchestrator.role", "orchestrator.sweep_id", "ray.trial_id", "outcome"
@@ -56,9 +59,6 @@ def default_tracking_uri(spec_uri: str | None) -> str:
 
 def check_reachable(tracking_uri: str, after: str = "Nothing was started.") -> None:
     """Fail in seconds, not after MLflow's minutes of retries, if the store cannot be reached."""
-    from orchestrator.errors import UserError
-    from orchestrator.storage import redact
-
     saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
     os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10")
     try:

@@ -51,6 +51,7 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
     data_cfg = data_config(model, image_size)
     workers = max(0, cpus - 1)
     val_batches = loader(task.val, eval_transform(data_cfg), batch_size=256, workers=workers)
+    augmentation = train_transform(data_cfg, cfg["augment"], hflip=cfg["hflip"])
 
     # Optimizer over every parameter, built before freezing, so unfreezing later needs no rebuild;
     # per-group learning rates scaled by timm's layer decay, warmup then cosine decay.
@@ -72,7 +73,7 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
     )
     freezer = Freezer(model, groups)
     mixup = make_mixup(cfg["mixup"], cfg["cutmix"], cfg["label_smoothing"], task.num_classes)
-    l2sp = L2SP(model, groups, k, cfg["l2sp"]) if cfg["l2sp"] > 0 and k else None
+    l2sp = L2SP(model, groups, k, cfg["l2sp"], reference=start_weights) if cfg["l2sp"] > 0 and k else None
     cost = {
         "macs": multiply_accumulates(model, data_cfg["input_size"], device),
         "latency_ms": latency_ms_per_image(model, data_cfg["input_size"], device),
@@ -99,7 +100,7 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
         _seed_epoch(cfg["seed"], epoch)
         train_batches = loader(
             task.train,
-            train_transform(data_cfg, cfg["augment"], hflip=cfg["hflip"]),
+            augmentation,
             batch_size=cfg["batch_size"],
             shuffle_seed=cfg["seed"] * 100_003 + epoch,
             workers=workers,

@@ -61,9 +61,8 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "l2sp": Hyperparameter(0.0, float, low=0.0, high=100.0, help="L2-SP strength toward the pretrained weights"),
 }
 
-# Keys set by the orchestrator rather than searched (`baseline` marks the spec's baselines;
-# `seed` defaults to search.seed unless the space sets it).
-RUN_KEYS = ("max_epochs", "seed", "weights", "baseline")
+# Besides these, the orchestrator sets `max_epochs`, `weights`, `seed` (unless searched) and, for
+# the spec's baselines, `baseline` in every trial config.
 
 
 def with_defaults(config: dict[str, Any]) -> dict[str, Any]:

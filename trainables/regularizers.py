@@ -16,12 +16,21 @@ class L2SP:
     groups toward the source weights they started from.
     """
 
-    def __init__(self, model: nn.Module, groups: LayerGroups, k: int, strength: float):
+    def __init__(
+        self,
+        model: nn.Module,
+        groups: LayerGroups,
+        k: int,
+        strength: float,
+        reference: dict[str, torch.Tensor] | None = None,
+    ):
+        """`reference`: the pretrained values by name, if the caller already holds a copy;
+        otherwise they are copied from `model` now."""
         params = dict(model.named_parameters())
         keys = [key for group in groups.body[:k] for key in group if key in params]
         self.strength = strength
         self.params = [params[key] for key in keys]
-        self.reference = [params[key].detach().clone() for key in keys]
+        self.reference = [reference[key] if reference else params[key].detach().clone() for key in keys]
 
     def penalty(self) -> torch.Tensor:
         terms = [(p - ref).pow(2).sum() for p, ref in zip(self.params, self.reference, strict=True) if p.requires_grad]

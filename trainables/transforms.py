@@ -21,16 +21,14 @@ def data_config(model: nn.Module, image_size: int | None) -> dict:
     return {**cfg, "crop_pct": 1.0}
 
 
+def _common(cfg: dict) -> dict:
+    keys = ("input_size", "interpolation", "mean", "std")
+    return {key: cfg[key] for key in keys}
+
+
 def eval_transform(cfg: dict):
     """Deterministic: resize the whole image to the input size (no crop), then normalise."""
-    return create_transform(
-        input_size=cfg["input_size"],
-        is_training=False,
-        interpolation=cfg["interpolation"],
-        mean=cfg["mean"],
-        std=cfg["std"],
-        crop_pct=1.0,
-    )
+    return create_transform(**_common(cfg), is_training=False, crop_pct=1.0)
 
 
 def model_input_transform(cfg: dict):
@@ -46,11 +44,8 @@ def train_transform(cfg: dict, augment: str, *, hflip: float = 0.0):
         return eval_transform(cfg)
     strong = augment == "strong"
     return create_transform(
-        input_size=cfg["input_size"],
+        **_common(cfg),
         is_training=True,
-        interpolation=cfg["interpolation"],
-        mean=cfg["mean"],
-        std=cfg["std"],
         hflip=hflip,
         color_jitter=0.0,
         scale=(0.25, 1.0) if strong else (0.6, 1.0),
