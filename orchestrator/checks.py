@@ -53,7 +53,21 @@ def check_spec(spec: SweepSpec, source: str, *, local_files: bool = True) -> Non
         fail("early_stopping.grace_period", f"must be <= max_epochs ({es.max_epochs}), got {es.grace_period}")
     if spec.search.algorithm == "grid":
         _check_grid(spec, fail)
+    if spec.search.prescreen is not None:
+        _check_prescreen(spec, fail)
     _check_storage(spec.storage, fail)
+    _check_no_credentials(spec, fail)
+
+
+def _check_no_credentials(spec: SweepSpec, fail) -> None:
+    """The spec is logged to MLflow as an artifact, so a password written in it would leak there."""
+    where = {
+        "mlflow.tracking_uri": (spec.mlflow.tracking_uri, "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"),
+        "search.study_storage": (spec.search.study_storage, "the database driver's environment (e.g. PGPASSWORD)"),
+    }
+    for field, (uri, instead) in where.items():
+        if uri and urlparse(uri).password:
+            fail(field, f"credentials do not belong in the spec (it is logged to MLflow); set {instead} instead")
 
 
 def _check_storage(storage: str, fail) -> None:
@@ -133,6 +147,8 @@ def _check_space(spec: SweepSpec, fail) -> None:
             _check_range(param, field, fail)
             if hp.kind is str:
                 fail(f"{field}.type", f"{name} takes names, so use `type: categorical` with `choices`")
+            if hp.kind is bool:
+                fail(f"{field}.type", f"{name} is true or false, so use `type: categorical`, `choices: [true, false]`")
             if hp.kind is int and isinstance(param, FloatParam):
                 fail(f"{field}.type", f"{name} is an integer, so use `type: int`")
             for end in ("low", "high"):
@@ -220,6 +236,32 @@ def _check_baselines(spec: SweepSpec, fail) -> None:
                 fail(field, f"{value!r} lies outside the space of {name}")
             if not active(spec.space[name], {**spec.fixed, **point}):
                 fail(field, f"{name} is only searched when {spec.space[name].when}, which this baseline does not meet")
+
+
+def _check_prescreen(spec: SweepSpec, fail) -> None:
+    """Prescreening keeps the `keep_top` best backbones by LogME, plus every backbone a baseline
+    names (baselines always run), so it must have choices to prune and pretrained features to rank."""
+    field, k = "search.prescreen.keep_top", spec.search.prescreen.keep_top
+    backbone = spec.space.get("backbone")
+    if not isinstance(backbone, CategoricalParam):
+        fail(field, "prescreen prunes the backbone choices, so space.backbone must be `type: categorical`")
+    if len(backbone.choices) <= k:
+        fail(field, f"keeps the top {k} backbones, but space.backbone has only {len(backbone.choices)} choices")
+    if spec.weights.source == "none":
+        fail("search.prescreen", "ranks pretrained features, but weights.source is 'none' (nothing to rank)")
+    in_baselines = {point["backbone"] for point in spec.search.baselines if "backbone" in point}
+    if in_baselines >= set(backbone.choices):
+        fail(field, "the baselines name every backbone choice, and baseline backbones are always kept")
+    if spec.search.algorithm == "grid":
+        size = max(k, len(in_baselines))  # the fewest backbone choices that can remain
+        for name, param in spec.searched.items():
+            size *= len(param.choices) if name != "backbone" else 1
+        if spec.search.trials > size:
+            fail(
+                "search.trials",
+                f"after prescreen the grid may have only {size} points, so trials must be <= {size}, "
+                f"got {spec.search.trials}",
+            )
 
 
 def _check_grid(spec: SweepSpec, fail) -> None:

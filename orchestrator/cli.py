@@ -45,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     sync.add_argument("spec", type=Path)
     sync.set_defaults(func=_sync)
 
+    report = sub.add_parser("report", help="rebuild the current sweep's report and log it to its MLflow parent run")
+    report.add_argument("spec", type=Path)
+    report.set_defaults(func=_report)
+
     validate = sub.add_parser("validate", help="check a spec and build its backbones, without training")
     validate.add_argument("spec", type=Path)
     validate.add_argument(
@@ -53,6 +57,11 @@ def _parser() -> argparse.ArgumentParser:
         help="do not look for data folders or weights files (a spec for another machine)",
     )
     validate.set_defaults(func=_validate)
+
+    rank = sub.add_parser("rank", help="rank the spec's backbones by transferability (LogME, LEEP), without training")
+    rank.add_argument("spec", type=Path)
+    rank.add_argument("--address", help="Ray cluster to join (default: RAY_ADDRESS, else a local cluster)")
+    rank.set_defaults(func=_rank)
     return parser
 
 
@@ -81,6 +90,37 @@ def _sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import report_sweep
+
+    print(report_sweep(args.spec).summary)
+    return 0
+
+
+def _rank(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import rank_spec
+
+    print(format_rank(rank_spec(args.spec, address=args.address)))
+    return 0
+
+
+def format_rank(r) -> str:
+    width = max(len("backbone"), *(len(s.backbone) for s in r.scores))
+    lines = [
+        "",
+        f"Transferability to {r.num_classes} classes ({r.train_images} training images), "
+        f"from {r.weights} weights, best first (higher is better):",
+        f"  {'backbone':<{width}}  {'LogME':>8}  {'LEEP':>8}  {'dim':>5}  {'seconds':>7}",
+    ]
+    for s in r.scores:
+        leep = f"{s.leep:8.3f}" if s.leep is not None else f"{'-':>8}"
+        lines.append(f"  {s.backbone:<{width}}  {s.logme:8.3f}  {leep}  {s.feature_dim:>5}  {s.seconds:7.2f}")
+    lines += [f"  LEEP of {s.backbone} is undefined: {s.leep_note}" for s in r.scores if s.leep is None]
+    lines.append(f"Ranked in {r.wall_time_s:.0f} s")
+    lines.append(f"  MLflow:  {redact(r.tracking_uri)}  experiment {r.experiment!r}, run {r.run_id} ('rank')")
+    return "\n".join(lines)
+
+
 def format_summary(s) -> str:
     outcomes = ", ".join(f"{n} {k}" for k, n in sorted(s.outcomes.items())) or "none"
     lines = [
@@ -107,6 +147,8 @@ def format_summary(s) -> str:
     ]
     if s.tracking_uri.startswith("sqlite:"):
         lines.append(f"  Browse:          mlflow ui --backend-store-uri {s.tracking_uri}")
+    if s.report:
+        lines.append(s.report)
     return "\n".join(lines)
 
 

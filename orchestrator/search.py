@@ -33,7 +33,22 @@ class FidelityOptunaSearch(OptunaSearch):
 
     # After a driver restart Ray restores this searcher from its last snapshot, while the Optuna
     # study lives on in its database and may already hold a trial's outcome. The study wins:
-    # a trial it has finished is never reported to or told again.
+    # a trial it has finished is never reported to or told again, and a trial it handed out
+    # after the snapshot (so Ray never recorded it) is handed out again instead of a new one.
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials:
+            orphan = self._unrecorded_trial()
+            if orphan is not None:
+                # Its parameters are already in the study, so the define-by-run space replays them.
+                self._ot_trials[trial_id] = optuna.Trial(self._ot_study, orphan._trial_id)
+        return super().suggest(trial_id)
+
+    def _unrecorded_trial(self) -> optuna.trial.FrozenTrial | None:
+        """A RUNNING study trial that no Ray trial owns: asked for by a driver that then died."""
+        owned = {trial._trial_id for trial in self._ot_trials.values()}
+        running = self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return next((trial for trial in running if trial._trial_id not in owned), None)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         value = result.get(self.metric)

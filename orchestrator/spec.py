@@ -128,6 +128,10 @@ class WeightsSpec(StrictModel):
     pretrain: PretrainSpec | None = None
 
 
+class Prescreen(StrictModel):
+    keep_top: StrictInt = Field(ge=1)  # backbones kept by zero-training rank (LogME) before the sweep
+
+
 class SearchSpec(StrictModel):
     algorithm: Literal["tpe", "random", "grid"] = "tpe"
     trials: PositiveInt = 20
@@ -137,6 +141,7 @@ class SearchSpec(StrictModel):
     baselines: list[dict[str, Scalar]] = Field(default_factory=list)
     # Optuna RDB URL; default: SQLite beside local results. Credentials belong in the environment.
     study_storage: str | None = Field(None, pattern=r"^(sqlite|postgresql|mysql)(\+\w+)?://")
+    prescreen: Prescreen | None = None  # rank the backbone choices and search only the best
 
 
 class EarlyStopping(StrictModel):
@@ -199,6 +204,7 @@ def _all_field_names() -> set[str]:
         PretrainSpec,
         WeightsSpec,
         SearchSpec,
+        Prescreen,
         EarlyStopping,
         Resources,
         MlflowSpec,

@@ -82,6 +82,12 @@ def redact(uri: str) -> str:
     return parsed._replace(netloc=netloc).geturl()
 
 
+def redact_in(text: str, uri: str) -> str:
+    """`text` (e.g. an error message that repeats the URI) with the URI's password replaced."""
+    password = urlparse(uri).password
+    return text.replace(password, "***") if password else text
+
+
 def _s3_filesystem() -> pafs.S3FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     kwargs = {"region": os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}

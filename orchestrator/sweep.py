@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from orchestrator.datasets import source_task, target_task
 from orchestrator.errors import SpecError
 from orchestrator.pretrained import external_weights, source_weight_refs
 from orchestrator.progress import TrialLines
+from orchestrator.rank import RankReport, data_fingerprint, log_rank_run, prescreen, rank_backbones
+from orchestrator.report import Report, make_report
 from orchestrator.resume import CheckpointRepair
 from orchestrator.search import FidelityOptunaSearch, make_sampler, make_scheduler
 from orchestrator.space import DefineByRun
@@ -41,6 +44,7 @@ from orchestrator.tracking import (
 )
 from trainables import finetune
 from trainables.data import TaskData
+from trainables.feature_cache import release_shared_features
 from trainables.finetune import evaluate_split, load_checkpoint_model
 from trainables.models import ImageClassifier
 from trainables.transforms import data_config
@@ -67,6 +71,7 @@ class SweepSummary:
     tracking_uri: str = ""
     optuna_storage: str = ""
     ray_path: str = ""
+    report: str = ""  # the sweep report's terminal summary
 
 
 def run_sweep(
@@ -115,6 +120,11 @@ def run_sweep(
 
     _init_ray(address)
     weights = source_weight_refs(spec, storage, cpus=spec.resources.cpu, loaded=external, source_data=source)
+    if spec.search.prescreen is not None:
+        # Only the search space shrinks: the spec hash stays the written spec's, and the kept list
+        # is stored on the parent run, so a resumed sweep searches the same backbones.
+        spec = prescreen(spec, runs, target, weights)
+        weights = {backbone: weights[backbone] for backbone in spec.backbones}
 
     trainable = tune.with_resources(
         tune.with_parameters(finetune, task=target, image_size=spec.data.image_size, source_weights=weights),
@@ -133,6 +143,8 @@ def run_sweep(
     else:
         tuner = _new_tuner(spec, trainable, runs, storage, sweep_id, optuna_url)
     results = tuner.fit()
+    release_shared_features()  # the trials' shared frozen features; a detached actor would outlive the sweep
+    print("All trials done; recording them in MLflow and registering the best model", flush=True)
 
     return _finish_or_explain(
         spec,
@@ -181,6 +193,69 @@ def sync_sweep(spec_path: str | Path) -> SweepSummary:
     )
 
 
+def rank_spec(spec_path: str | Path, *, address: str | None = None) -> RankReport:
+    """`orchestrator rank`: LogME (and LEEP) of every backbone on the target train split, from
+    the same source weights a sweep would use, logged as a standalone MLflow run."""
+    started = time.time()
+    spec = load_spec(spec_path)
+    if spec.weights.source == "none":
+        raise SpecError(
+            str(spec_path), "weights.source", "'none' is random initialisation: no pretrained features to rank"
+        )
+    target = target_task(spec, str(spec_path))
+    external = external_weights(spec, str(spec_path))
+    source = source_task(spec, str(spec_path)) if spec.weights.source == "pretrain" else None
+    address = address or os.environ.get("RAY_ADDRESS")
+    storage = _open_storage(spec, str(spec_path), address)  # the pretrained-weight cache is shared with sweeps
+    tracking_uri = default_tracking_uri(spec.mlflow.tracking_uri)
+    check_reachable(tracking_uri)
+
+    _init_ray(address)
+    weights = source_weight_refs(spec, storage, cpus=spec.resources.cpu, loaded=external, source_data=source)
+    scores = rank_backbones(spec, target, weights)
+    run_id = log_rank_run(tracking_uri, spec.experiment, scores, data_fingerprint(spec, target))
+    return RankReport(
+        experiment=spec.experiment,
+        scores=scores,
+        train_images=len(target.train),
+        num_classes=target.num_classes,
+        weights=spec.weights.source,
+        run_id=run_id,
+        tracking_uri=tracking_uri,
+        wall_time_s=time.time() - started,
+    )
+
+
+def report_sweep(spec_path: str | Path) -> Report:
+    """`orchestrator report`: rebuild the current sweep's report from MLflow and the Optuna study,
+    and log it to the sweep's parent run again."""
+    spec = load_spec(spec_path)
+    storage = Storage(spec.storage)  # only read, so nothing is created where there is no sweep
+    if not storage.exists(spec.experiment, "sweep.json"):
+        raise SpecError(
+            str(spec_path), "experiment", f"no sweep of {spec.experiment!r} in {storage.display()} to report on"
+        )
+    sweep_id, _ = _current_sweep(spec, storage, str(spec_path), fresh=False)
+    runs = _sweep_runs(spec, sweep_id)
+    check_reachable(runs.tracking_uri)
+    return make_report(spec, runs, spec.search.study_storage or _default_study_storage(spec, storage))
+
+
+def _report_or_warn(spec: SweepSpec, runs: SweepRuns, optuna_url: str, best_run_id: str | None) -> str:
+    """The report's terminal summary; a report that cannot be built never fails a finished sweep."""
+    try:
+        return make_report(spec, runs, optuna_url, best_run_id=best_run_id).summary
+    except Exception as exc:  # noqa: BLE001 - the sweep's results are recorded; only the report is missing
+        reason = str(exc).splitlines()[0][:300] if str(exc) else ""
+        print(
+            f"warning: the sweep report could not be built ({type(exc).__name__}: {reason}); "
+            "retry with `orchestrator report SPEC`",
+            file=sys.stderr,
+            flush=True,
+        )
+        return ""
+
+
 def _sweep_runs(spec: SweepSpec, sweep_id: str) -> SweepRuns:
     return SweepRuns(
         default_tracking_uri(spec.mlflow.tracking_uri),
@@ -222,6 +297,7 @@ def _finish(spec, runs, results, target, *, started, resumed, sweep_id, optuna_u
     _close_orphaned_study_trials(optuna_url, sweep_id)
     if best is not None:
         _log_best(spec, runs, best, target, summary)
+    summary.report = _report_or_warn(spec, runs, optuna_url, summary.best_run_id)
     summary.wall_time_s = time.time() - started
     runs.finish_parent(
         tags={

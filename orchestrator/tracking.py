@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import mlflow
 from mlflow import MlflowClient
@@ -24,7 +24,7 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
 from ray.tune import Callback
 
 from orchestrator.errors import UserError
-from orchestrator.storage import redact
+from orchestrator.storage import redact, redact_in
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +65,7 @@ def check_reachable(tracking_uri: str, after: str = "Nothing was started.") -> N
         MlflowClient(tracking_uri).search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
         reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        password = urlparse(tracking_uri).password
-        if password:  # MLflow's own message repeats the URL, credentials included
-            reason = reason.replace(password, "***")
+        reason = redact_in(reason, tracking_uri)  # MLflow's own message repeats the URL, credentials included
         raise UserError(
             f"MLflow tracking store {redact(tracking_uri)} is unreachable ({reason}); start it, or set "
             f"MLFLOW_TRACKING_URI / mlflow.tracking_uri. {after}"
@@ -105,10 +103,23 @@ def metrics_of(result: dict, step: int, timestamp_ms: int) -> list[Metric]:
         Metric(key, float(value), timestamp_ms, step)
         for key, value in result.items()
         if key not in RAY_KEYS
-        and isinstance(value, int | float)
+        and isinstance(value, numbers.Real)  # numpy's too: records replayed from progress.csv hold them
         and not isinstance(value, bool)
         and math.isfinite(value)
     ]
+
+
+def experiment_id(client: MlflowClient, name: str) -> str:
+    """The experiment's id, creating it if needed (with artifacts beside a local SQLite store, not in ./mlruns)."""
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = Path("mlartifacts").resolve().as_uri() if client.tracking_uri.startswith("sqlite:") else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+# Redacted tracking URI -> the URI with its credentials, for this driver process (see SweepRuns.__getstate__).
+_CREDENTIALED_URIS: dict[str, str] = {}
 
 
 @dataclass
@@ -129,20 +140,25 @@ class SweepRuns:
     def client(self) -> MlflowClient:
         return MlflowClient(self.tracking_uri)
 
-    def __getstate__(self) -> dict:  # pickled into Tune's experiment state; caches are rebuilt
-        return {**self.__dict__, "_children": {}, "_logged_epoch": {}}
+    def __post_init__(self) -> None:
+        _CREDENTIALED_URIS[redact(self.tracking_uri)] = self.tracking_uri
+        # MLflow prints two links per finished run on a server: noise among the trial lines, and
+        # the links repeat any credentials in the URI.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+    def __getstate__(self) -> dict:
+        # Pickled into Tune's experiment state on `storage`: caches are rebuilt, and a password in
+        # the URI (from MLFLOW_TRACKING_URI) stays out; the resuming driver knows it again.
+        return {**self.__dict__, "_children": {}, "_logged_epoch": {}, "tracking_uri": redact(self.tracking_uri)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.tracking_uri = _CREDENTIALED_URIS.get(self.tracking_uri, self.tracking_uri)
 
     # -- parent ---------------------------------------------------------------------------
     def start_parent(self, *, spec_text: str, spec_hash: str, tags: dict[str, str]) -> str:
         client = self.client
-        experiment = client.get_experiment_by_name(self.experiment)
-        if experiment is None:
-            location = None
-            if self.tracking_uri.startswith("sqlite:"):  # keep artifacts beside the store, not in ./mlruns
-                location = Path("mlartifacts").resolve().as_uri()
-            self.experiment_id = client.create_experiment(self.experiment, artifact_location=location)
-        else:
-            self.experiment_id = experiment.experiment_id
+        self.experiment_id = experiment_id(client, self.experiment)
         found = client.search_runs(
             [self.experiment_id], f"tags.`{SWEEP_ID}` = '{self.sweep_id}' and tags.`{ROLE}` = 'sweep'", max_results=1
         )
@@ -312,7 +328,7 @@ class MLflowLiveLogger(Callback):
                 logger.warning(
                     "MLflow is unavailable (%s); training goes on and results are replayed "
                     "into MLflow when the sweep ends (or by `orchestrator sync`)",
-                    str(exc)[:200],
+                    redact_in(str(exc), self.runs.tracking_uri)[:200],
                 )
                 self._warned = True
             return False

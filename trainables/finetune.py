@@ -20,8 +20,10 @@ from timm.scheduler import CosineLRScheduler
 from torch import nn
 
 from trainables.data import ImageSplit, TaskData
+from trainables.feature_cache import FeatureCache
+from trainables.gpu_memory import explain_out_of_memory
 from trainables.hyperparams import with_defaults
-from trainables.loop import evaluate, train_one_epoch
+from trainables.loop import EVAL_METRICS, evaluate, train_one_epoch
 from trainables.measure import latency_ms_per_image, multiply_accumulates, snapshot, weight_drift
 from trainables.models import create_backbone, layer_groups
 from trainables.regularizers import L2SP, make_mixup
@@ -29,14 +31,21 @@ from trainables.transfer import Freezer, frozen_group_count, resolve_transfer_la
 from trainables.transforms import data_config, eval_transform, loader, train_transform
 
 CHECKPOINT_FILE = "trial.pt"
+# Tune requires the objective in every result, and the objective may be any val_* metric.
+DIVERGED_VALIDATION = {f"val_{name}": float("nan") for name in EVAL_METRICS}
 
 
 def finetune(config: dict, *, task: TaskData, image_size: int | None, source_weights: dict[str, ray.ObjectRef]) -> None:
     cfg = with_defaults(config)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with explain_out_of_memory(cfg["backbone"], cfg["batch_size"], device):  # a GPU OOM says what did not fit
+        _finetune(cfg, task, image_size, source_weights, device)
+
+
+def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights: dict, device: torch.device) -> None:
     cpus = _trial_cpus()
     torch.set_num_threads(cpus)
     torch.manual_seed(cfg["seed"])
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
     # Model: a new head for the target classes; the first k body groups from the source weights.
     model = create_backbone(cfg["backbone"], task.num_classes, dropout=cfg["dropout"], drop_path=cfg["drop_path"])
@@ -45,6 +54,9 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
     if k:
         transfer_weights(model, ray.get(source_weights[cfg["backbone"]]), groups, k)
     model.to(device)
+    if cfg["channels_last"] and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores
+    numerics = {"precision": cfg["precision"], "channels_last": cfg["channels_last"]}  # both ignored on CPU
     start_weights = snapshot(model)  # pretrained values of transferred groups; drift is measured from here
 
     # Data, preprocessed as the backbone's pretrained config says.
@@ -52,6 +64,9 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
     workers = max(0, cpus - 1)
     val_batches = loader(task.val, eval_transform(data_cfg), batch_size=256, workers=workers)
     augmentation = train_transform(data_cfg, cfg["augment"], hflip=cfg["hflip"])
+    # While the transferred prefix is frozen and its inputs deterministic, its outputs are computed
+    # once (and shared with other trials) instead of every epoch; see feature_cache.py.
+    features = FeatureCache(model, groups, task, data_cfg, cfg, device=device, workers=workers)
 
     # Optimizer over every parameter, built before freezing, so unfreezing later needs no rebuild;
     # per-group learning rates scaled by timm's layer decay, warmup then cosine decay.
@@ -98,28 +113,32 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
         )
         scheduler.step(epoch - 1)
         _seed_epoch(cfg["seed"], epoch)
-        train_batches = loader(
-            task.train,
-            augmentation,
-            batch_size=cfg["batch_size"],
-            shuffle_seed=cfg["seed"] * 100_003 + epoch,
-            workers=workers,
-        )
         freezer.train()
         started = time.perf_counter()
+        shuffle_seed = cfg["seed"] * 100_003 + epoch
+        cached = features.epoch(freezer.num_frozen)
+        if cached is None:
+            net, eval_batches = model, val_batches
+            train_batches = loader(
+                task.train, augmentation, batch_size=cfg["batch_size"], shuffle_seed=shuffle_seed, workers=workers
+            )
+        else:  # train and evaluate only what follows the frozen prefix, on its cached outputs
+            net, eval_batches = cached.suffix, cached.val_batches()
+            train_batches = cached.train_batches(batch_size=cfg["batch_size"], shuffle_seed=shuffle_seed)
         stats = train_one_epoch(
-            model,
+            net,
             train_batches,
             optimizer,
             device=device,
             label_smoothing=cfg["label_smoothing"],
             mixup=mixup,
             l2sp=l2sp,
+            **numerics,
         )
-        if not math.isfinite(stats.loss):
-            tune.report({"epoch": epoch, "train_loss": stats.loss, "diverged": 1})
+        if not math.isfinite(stats.loss):  # stop the trial; NaN validation metrics mark it failed downstream
+            tune.report({"epoch": epoch, "train_loss": stats.loss, "diverged": 1, **DIVERGED_VALIDATION})
             return
-        val = evaluate(model, val_batches, device=device)
+        val = evaluate(net, eval_batches, device=device, **numerics)
         metrics = {
             "epoch": epoch,
             "train_loss": stats.loss,
@@ -129,6 +148,7 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "total_params": sum(p.numel() for p in model.parameters()),
             "epoch_time_s": time.perf_counter() - started,
+            "feature_cache": int(cached is not None),
             "train_images_per_s": stats.images_per_s,
             **cost,
             **weight_drift(model, start_weights, groups),

@@ -16,7 +16,7 @@ from trainables.transforms import AUGMENT_LEVELS
 @dataclass(frozen=True)
 class Hyperparameter:
     default: Any
-    kind: type  # float, int or str; an int is accepted where a float is expected
+    kind: type  # float, int, str or bool; an int is accepted where a float is expected, a bool nowhere else
     low: float | None = None  # inclusive
     high: float | None = None  # inclusive unless high_open
     high_open: bool = False
@@ -27,6 +27,8 @@ class Hyperparameter:
         """None if `value` is valid, else what is wrong with it."""
         if self.choices is not None:
             return None if value in self.choices else f"must be one of {list(self.choices)}, got {value!r}"
+        if self.kind is bool:
+            return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
         numeric = (int, float) if self.kind is float else (self.kind,)
         if isinstance(value, bool) or not isinstance(value, numeric):
             return f"must be {self.kind.__name__}, got {value!r}"
@@ -59,6 +61,13 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "augment": Hyperparameter("none", str, choices=AUGMENT_LEVELS, help="none | light (crops) | strong (RandAugment)"),
     "hflip": Hyperparameter(0.0, float, low=0.0, high=1.0, help="horizontal flip probability when augmenting"),
     "l2sp": Hyperparameter(0.0, float, low=0.0, high=100.0, help="L2-SP strength toward the pretrained weights"),
+    "feature_cache": Hyperparameter(
+        True, bool, help="compute a frozen prefix once, reuse it across epochs and trials (deterministic inputs only)"
+    ),
+    "precision": Hyperparameter(
+        "bf16", str, choices=("bf16", "fp32"), help="autocast dtype on CUDA; ignored on CPU, which computes in fp32"
+    ),
+    "channels_last": Hyperparameter(True, bool, help="channels_last memory format on CUDA; ignored on CPU"),
 }
 
 # Besides these, the orchestrator sets `max_epochs`, `weights`, `seed` (unless searched) and, for

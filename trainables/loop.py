@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -31,20 +32,25 @@ def train_one_epoch(
     label_smoothing: float = 0.0,
     mixup: Mixup | None = None,
     l2sp: L2SP | None = None,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> EpochStats:
     """Mean training loss over the epoch (NaN or inf if the loss diverged)."""
     start, total, seen = time.perf_counter(), 0.0, 0
     for images, labels in batches:
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        images, labels = to_device(images, device, channels_last), labels.to(device, non_blocking=True)
         if mixup is not None:
             if len(labels) % 2:  # timm's batch-mode Mixup pairs images, so it needs an even batch
                 images, labels = images[:-1], labels[:-1]
             if len(labels) == 0:
                 continue
             images, targets = mixup(images, labels)
-            loss = torch.sum(-targets * F.log_softmax(model(images), dim=-1), dim=-1).mean()
+        with autocast(device, precision):
+            logits = model(images).float()  # the loss in fp32
+        if mixup is not None:
+            loss = torch.sum(-targets * F.log_softmax(logits, dim=-1), dim=-1).mean()
         else:
-            loss = F.cross_entropy(model(images), labels, label_smoothing=label_smoothing)
+            loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
         if l2sp is not None:
             loss = loss + l2sp.penalty().to(device)
         if not torch.isfinite(loss):
@@ -57,23 +63,48 @@ def train_one_epoch(
     return EpochStats(loss=total / max(seen, 1), images_per_s=seen / (time.perf_counter() - start))
 
 
+EVAL_METRICS = ("acc", "loss", "f1", "precision", "recall")  # the keys `evaluate` returns
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: DataLoader, *, device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    batches: DataLoader,
+    *,
+    device: torch.device,
+    precision: str = "fp32",
+    channels_last: bool = False,
+) -> dict[str, float]:
     """Accuracy, cross-entropy and macro precision / recall / F1."""
     model.eval()
     logits, labels = [], []
     for images, targets in batches:
-        logits.append(model(images.to(device, non_blocking=True)).float().cpu())
+        with autocast(device, precision):
+            logits.append(model(to_device(images, device, channels_last)).float().cpu())
         labels.append(targets)
     logits, labels = torch.cat(logits), torch.cat(labels)
     preds = logits.argmax(dim=1)
-    precision, recall, f1, _ = precision_recall_fscore_support(
+    macro_precision, macro_recall, macro_f1, _ = precision_recall_fscore_support(
         labels.numpy(), preds.numpy(), average="macro", zero_division=0, labels=np.unique(labels.numpy())
     )
     return {
         "acc": float((preds == labels).float().mean()),
         "loss": float(F.cross_entropy(logits, labels)),
-        "f1": float(f1),
-        "precision": float(precision),
-        "recall": float(recall),
+        "f1": float(macro_f1),
+        "precision": float(macro_precision),
+        "recall": float(macro_recall),
     }
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA when `precision` asks for it; the CPU always computes in fp32."""
+    if device.type == "cuda" and precision == "bf16":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def to_device(images: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """Asynchronous copy (from pinned memory on CUDA); channels_last for image batches on CUDA."""
+    if channels_last and device.type == "cuda" and images.dim() == 4:
+        return images.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return images.to(device, non_blocking=True)

@@ -149,8 +149,5 @@ def test_s3_storage_sweep_resumes_after_its_driver_is_killed(workdir, s3):
     study_storage = f"sqlite:///{workdir / 'optuna-s3exp.db'}"
     (name,) = optuna.get_all_study_names(study_storage)
     trials = optuna.load_study(study_name=name, storage=study_storage).trials
-    assert sum(t.state.name == "COMPLETE" for t in trials) == 6
-    # a trial asked for after Ray's last snapshot is closed as FAIL and marked, never left RUNNING
-    assert all(t.state.name == "COMPLETE" or "orphaned" in t.user_attrs for t in trials), [
-        (t.number, t.state.name, t.user_attrs, t.params) for t in trials
-    ]
+    # a trial Optuna handed out after Ray's last snapshot is handed out again, not duplicated
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6, [(t.number, t.state.name, t.params) for t in trials]

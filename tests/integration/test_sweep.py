@@ -1,13 +1,12 @@
 """A real sweep end to end: Ray (local cluster) + Optuna (SQLite) + ASHA + MLflow (SQLite).
 
-One sweep runs once for the module; the tests read what it left behind through MLflow's and
+One sweep runs once for the session (conftest.py); the tests read what it left behind through MLflow's and
 Optuna's own clients, then resume it, change it, and start it fresh.
 """
 
 from __future__ import annotations
 
 import os
-import textwrap
 from pathlib import Path
 
 import mlflow
@@ -20,43 +19,21 @@ from mlflow import MlflowClient
 from orchestrator.cli import main
 from orchestrator.errors import SpecError
 from orchestrator.sweep import run_sweep
+from tests.integration.conftest import MAX_EPOCHS, SPEC, TRIALS
 from trainables.data import load_digits_task
 from trainables.models import create_backbone
 from trainables.transforms import data_config, model_input_transform
 
 pytestmark = pytest.mark.integration
 
-TRIALS, MAX_EPOCHS = 10, 4
-SPEC = textwrap.dedent(f"""\
-    experiment: it
-    data: {{classes: [5, 6, 7], train_per_class: 8, val_per_class: 20, image_size: 32}}
-    weights: {{source: pretrain, pretrain: {{classes: [0, 1, 2], epochs: 1}}}}
-    search:
-      trials: {TRIALS}
-      concurrent: 2
-      seed: 0
-      baselines: [{{backbone: test_resnet, transfer_layers: 0.0, unfreeze: full}}]
-    early_stopping: {{max_epochs: {MAX_EPOCHS}, grace_period: 1, reduction_factor: 2}}
-    space:
-      backbone: {{type: categorical, choices: [test_resnet, test_vit]}}
-      transfer_layers: {{type: float, low: 0.0, high: 1.0}}
-      unfreeze: {{type: categorical, choices: [frozen, full]}}
-      lr: {{type: float, low: 1.0e-3, high: 1.0e-2, log: true}}
-      batch_size: 8
-    mlflow: {{register_best_as: it-best}}
-    storage: ./runs
-""")
-
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("sweep")
+def sweep(small_sweep):
+    """The session's small sweep (conftest.py); these tests resume it from its directory."""
+    workdir, summary = small_sweep
     previous = Path.cwd()
     os.chdir(workdir)
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
     try:
-        (workdir / "spec.yaml").write_text(SPEC)
-        summary = run_sweep(workdir / "spec.yaml")
         yield workdir, summary
     finally:
         os.chdir(previous)

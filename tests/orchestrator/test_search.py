@@ -130,3 +130,22 @@ def test_results_of_trials_the_searcher_never_suggested_are_ignored(spec):
     searcher.on_trial_result("unknown", {"epoch": 1, "val_acc": 0.5})
     searcher.on_trial_complete("unknown", {"epoch": 1, "val_acc": 0.5})
     assert searcher._ot_study.get_trials() == []
+
+
+def test_a_trial_asked_for_after_the_last_snapshot_is_handed_out_again_not_duplicated(spec, tmp_path):
+    """Driver killed after Optuna handed out a trial but before Ray's snapshot recorded it."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, storage=storage, study_name="s")
+    _run(searcher, "recorded", [0.3, 0.5, 0.7])
+    searcher.save(str(tmp_path / "snapshot.pkl"))
+    lost = searcher.suggest("lost")  # the driver dies here
+
+    restored = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, storage=storage, study_name="s")
+    restored.restore(str(tmp_path / "snapshot.pkl"))
+    assert restored.suggest("new") == lost
+    assert restored._ot_trials["new"].number == searcher._ot_trials["lost"].number
+    _run(restored, "new", [0.4, 0.6, 0.8])
+    restored.suggest("another")  # nothing left unrecorded: a new trial
+    assert restored._ot_trials["another"].number == 2
+    states = [t.state for t in restored._ot_study.get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.RUNNING]

@@ -1,5 +1,6 @@
 """Spec loading: the demo spec is valid; every malformed spec gives exit 2 and one clear line."""
 
+import re
 import textwrap
 
 import pytest
@@ -143,21 +144,100 @@ BAD_SPECS = [
     ("unknown_metric", GOOD + "objective: {metric: val_acuracy}\n", "objective.metric", "did you mean 'val_acc'"),
     ("negative_cpu", GOOD + "resources: {cpu: -1}\n", "resources.cpu", "greater than 0"),
     ("absurd_image_size", GOOD + "data: {image_size: 100000}\n", "data.image_size", "less than or equal"),
+    (
+        "missing_dataset_path",
+        GOOD + "data: {dataset: {imagefolder: /nonexistent/flowers}}\n",
+        "data.dataset.imagefolder",
+        "no such directory",
+    ),
+    (
+        "when_on_a_range",
+        _replace("when: {unfreeze: gradual}", "when: {lr: 0.001}"),
+        "space.unfreeze_every.when.lr",
+        "is a range",
+    ),
+    ("negative_lr", _replace("batch_size: 16", "batch_size: 16\n  weight_decay: -0.1"), "space.weight_decay", ">= 0"),
+    (
+        "prescreen_keep_top_zero",
+        _replace("trials: 4,", "trials: 4, prescreen: {keep_top: 0},"),
+        "search.prescreen.keep_top",
+        "greater than or equal to 1",
+    ),
+    (
+        "prescreen_keep_top_not_int",
+        _replace("trials: 4,", "trials: 4, prescreen: {keep_top: true},"),
+        "search.prescreen.keep_top",
+        "valid integer",
+    ),
+    (
+        "prescreen_without_keep_top",
+        _replace("trials: 4,", "trials: 4, prescreen: {},"),
+        "search.prescreen.keep_top",
+        "required",
+    ),
+    (
+        "prescreen_nothing_to_prune",
+        _replace("trials: 4,", "trials: 4, prescreen: {keep_top: 2},"),
+        "search.prescreen.keep_top",
+        "has only 2 choices",
+    ),
+    (
+        "prescreen_fixed_backbone",
+        _replace("trials: 4,", "trials: 4, prescreen: {keep_top: 1},")
+        .replace("backbone: test_resnet, unfreeze", "unfreeze")
+        .replace("{type: categorical, choices: [test_resnet, test_vit]}", "test_resnet"),
+        "search.prescreen.keep_top",
+        "must be `type: categorical`",
+    ),
+    (
+        "prescreen_without_weights",
+        _replace("trials: 4,", "trials: 4, prescreen: {keep_top: 1},").replace(
+            "weights: {source: pretrain, pretrain: {classes: [0, 1, 2, 3, 4], epochs: 1}}", "weights: {source: none}"
+        ),
+        "search.prescreen",
+        "weights.source is 'none'",
+    ),
+    (
+        "prescreen_baselines_keep_everything",
+        _replace("trials: 4,", "trials: 4, prescreen: {keep_top: 1},").replace(
+            "unfreeze: frozen}]", "unfreeze: frozen}, {backbone: test_vit, unfreeze: frozen}]"
+        ),
+        "search.prescreen.keep_top",
+        "baselines name every backbone choice",
+    ),
 ]
 
 
 @pytest.mark.parametrize("content,field,words", [c[1:] for c in BAD_SPECS], ids=[c[0] for c in BAD_SPECS])
-def test_bad_spec_exits_2_with_one_line(write_spec, capsys, content, field, words):
+def test_bad_spec_exits_2_with_one_line_and_writes_nothing(write_spec, capsys, monkeypatch, content, field, words):
     path = write_spec(content)
-    assert main(["validate", str(path)]) == 2
-    out, err = capsys.readouterr()
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(f"error: {path}")
-    if field:
-        assert f": {field}:" in lines[0]
-    assert words in lines[0]
-    assert "Traceback" not in err and out == ""
+    monkeypatch.chdir(path.parent)  # where the sweep would put runs/ and mlflow.db
+    for command in ("validate", "sweep"):
+        assert main([command, str(path)]) == 2
+        out, err = capsys.readouterr()
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith(f"error: {path}")
+        if field:
+            assert f": {field}:" in lines[0]
+        assert words in lines[0]
+        assert "Traceback" not in err and out == ""
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_classes_absent_from_the_image_folder(write_spec, capsys, monkeypatch, tmp_path):
+    from PIL import Image
+
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "pets" / name / "0.png")
+    path = write_spec(GOOD + f"data: {{dataset: {{imagefolder: {tmp_path / 'pets'}}}, classes: [cat, cow]}}\n")
+    monkeypatch.chdir(tmp_path)
+    for command in ("validate", "sweep"):
+        assert main([command, str(path)]) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "data" in line and "class 'cow' has no folder" in line and "cat" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pets", "spec.yaml"]
 
 
 def test_missing_file_is_a_user_error(tmp_path, capsys):
@@ -193,6 +273,24 @@ def test_storage_uris(write_spec, capsys, storage, words):
 
 
 @pytest.mark.parametrize(
+    "content,field,instead",
+    [
+        (GOOD + "mlflow: {tracking_uri: 'https://al:hunter2@mlflow.example.com'}\n", "mlflow.tracking_uri", "MLFLOW"),
+        (
+            _replace("search: {trials: 4,", "search: {trials: 4, study_storage: 'postgresql://op:hunter2@db/optuna',"),
+            "search.study_storage",
+            "PGPASSWORD",
+        ),
+    ],
+)
+def test_passwords_in_the_spec_are_refused_without_echoing_them(write_spec, capsys, content, field, instead):
+    assert main(["validate", str(write_spec(content))]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f": {field}: credentials do not belong in the spec" in line and instead in line
+    assert "hunter2" not in line
+
+
+@pytest.mark.parametrize(
     "entry", ["{type: float, low: 0.0, high: 2.5}", "{type: categorical, choices: [0.5, 1.5]}", "1.5"]
 )
 def test_fractional_transfer_layers_above_one_is_rejected(write_spec, entry):
@@ -204,3 +302,19 @@ def test_defaulted_fields_do_not_change_the_spec_hash(write_spec):
     plain = load_spec(write_spec(GOOD, "a.yaml")).spec_hash()
     explicit = load_spec(write_spec(GOOD.replace("trials: 4", "trials: 4, max_failures: 2"), "b.yaml")).spec_hash()
     assert plain == explicit
+
+
+@pytest.mark.parametrize(
+    "entry,words",
+    [
+        ("feature_cache: 1", "must be true or false, got 1"),
+        ("channels_last: {type: categorical, choices: [true, 0]}", "must be true or false, got 0"),
+        ("feature_cache: {type: int, low: 0, high: 1}", "choices: [true, false]"),
+        ("precision: fp16", "must be one of ['bf16', 'fp32']"),
+    ],
+)
+def test_switches_take_true_or_false_and_precision_a_known_dtype(write_spec, entry, words):
+    with pytest.raises(SpecError, match=re.escape(words)):
+        load_spec(write_spec(GOOD + f"  {entry}\n"))
+    spec = load_spec(write_spec(GOOD + "  feature_cache: {type: categorical, choices: [true, false]}\n", "ok.yaml"))
+    assert spec.space["feature_cache"].choices == [True, False]

@@ -47,3 +47,26 @@ def test_outcomes_and_flattened_params():
     assert trial_outcome({"epoch": 2, "diverged": 1}, errored=False, max_epochs=3) == "diverged"
     assert trial_outcome({"epoch": 3}, errored=True, max_epochs=3) == "errored"
     assert flatten({"a": {"b": 1}, "c": 2}) == {"a.b": 1, "c": 2}
+
+
+def test_metrics_replayed_from_progress_csv_keep_their_numpy_integers():
+    """`orchestrator sync` replays records read by pandas, whose integers are numpy's."""
+    import numpy as np
+
+    from orchestrator.tracking import metrics_of
+
+    record = {"val_acc": np.float64(0.5), "trainable_params": np.int64(1200), "done": np.bool_(True), "x": "text"}
+    logged = {m.key: m.value for m in metrics_of(record, step=2, timestamp_ms=0)}
+    assert logged == {"val_acc": 0.5, "trainable_params": 1200.0}
+
+
+def test_a_password_in_the_tracking_uri_is_not_pickled_into_tunes_state():
+    import pickle
+
+    from orchestrator.tracking import SweepRuns
+
+    uri = "http://alice:hunter2@127.0.0.1:5000"
+    runs = SweepRuns(uri, "exp", "sweep-1", 3, "val_acc")
+    saved = pickle.dumps(runs)
+    assert b"hunter2" not in saved
+    assert pickle.loads(saved).tracking_uri == uri  # the resuming driver, knowing the URI, restores it

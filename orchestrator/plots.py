@@ -1,0 +1,136 @@
+"""The sweep report's figures: one function per figure, each taking plain data and returning PNG bytes.
+
+Figures are built with matplotlib's object API (`Figure`, rendered by Agg) rather than pyplot, so
+there is no global figure registry to leak into or close, and nothing needs a display.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
+
+Point = tuple[float, float]
+
+DPI = 100
+TOP_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
+
+
+def _png(fig: Figure) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    return buffer.getvalue()
+
+
+def transfer_curve(lines: dict[str, list[Point]], others: Sequence[Point], *, xlabel: str, ylabel: str) -> bytes:
+    """Yosinski's figure: accuracy against the number of transferred layers, one line per
+    backbone and unfreeze schedule (completed trials), other trials as hollow markers."""
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for (label, points), colour in zip(sorted(lines.items()), _cycle(len(lines)), strict=True):
+        xs, ys = zip(*sorted(points), strict=True)
+        ax.plot(xs, ys, marker="o", color=colour, label=label)
+    if others:
+        xs, ys = zip(*others, strict=True)
+        ax.scatter(xs, ys, facecolors="none", edgecolors="grey", label="stopped early (ASHA)")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title("Transfer curve")
+    ax.grid(alpha=0.3)
+    if lines or others:
+        ax.legend(fontsize=8, loc="best")
+    return _png(fig)
+
+
+def importances(values: dict[str, float]) -> bytes:
+    """Horizontal bars of fANOVA importances, most important on top."""
+    names = list(values)[::-1]
+    fig = Figure(figsize=(6, 0.45 * len(names) + 1.2), layout="constrained")
+    ax = fig.add_subplot()
+    ax.barh(names, [values[n] for n in names], color="tab:blue")
+    ax.set_xlabel("importance (fANOVA, share of the objective's variance)")
+    ax.set_xlim(0, 1)
+    ax.set_title("Hyperparameter importances")
+    return _png(fig)
+
+
+def learning_curves(
+    top: dict[str, list[Point]], rest: Sequence[list[Point]], *, rungs: Sequence[int], max_epochs: int, metric: str
+) -> bytes:
+    """The objective per epoch: top trials in colour, every other trial in grey, ASHA's rungs dashed."""
+    fig = Figure(figsize=(7, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for points in rest:
+        ax.plot(*zip(*points, strict=True), color="lightgrey", linewidth=1)
+    for (label, points), colour in zip(top.items(), _cycle(len(top)), strict=True):
+        ax.plot(*zip(*points, strict=True), marker=".", color=colour, label=label)
+    for i, rung in enumerate(rungs):
+        ax.axvline(rung, color="black", linestyle="--", linewidth=0.8, label="ASHA rungs" if i == 0 else None)
+    ax.set_xlim(0.5, max_epochs + 0.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title("Learning curves")
+    ax.grid(alpha=0.3)
+    if top or rungs:
+        ax.legend(fontsize=8, loc="best")
+    return _png(fig)
+
+
+def drift(values: dict[str, float], kinds: dict[str, str]) -> bytes:
+    """Per-group relative weight change of one trial; `kinds[group]` colours transferred,
+    re-initialised and head groups apart."""
+    colours = {"transferred": "tab:blue", "re-initialised": "tab:orange", "head": "tab:green"}
+    names = list(values)[::-1]  # the stem on top, the head at the bottom
+    fig = Figure(figsize=(6.5, 0.3 * len(names) + 1.4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.barh(names, [values[n] for n in names], color=[colours[kinds[n]] for n in names])
+    for kind, colour in colours.items():
+        if kind in kinds.values():
+            ax.barh([names[0]], [0], color=colour, label=kind)  # legend entries only
+    ax.set_xlabel("relative drift ||w - w0|| / ||w0||")
+    ax.set_title("Which layers moved (best trial)")
+    ax.legend(fontsize=8, loc="best")
+    return _png(fig)
+
+
+def tradeoff(panels: dict[str, tuple[list[Point], list[int]]], *, ylabel: str) -> bytes:
+    """One panel per cost (x) against accuracy (y); each panel's Pareto front is outlined and joined."""
+    fig = Figure(figsize=(5 * max(1, len(panels)), 4), layout="constrained")
+    for i, (xlabel, (points, front)) in enumerate(panels.items()):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        xs, ys = zip(*points, strict=True) if points else ((), ())
+        ax.scatter(xs, ys, color="tab:blue", alpha=0.6, label="trials")
+        ordered = sorted(points[j] for j in front)
+        if ordered:
+            ax.step(*zip(*ordered, strict=True), where="post", color="tab:red", linewidth=1)
+            ax.scatter(*zip(*ordered, strict=True), facecolors="none", edgecolors="tab:red", s=90, label="Pareto front")
+        if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
+            ax.set_xscale("log")
+        if xs and max(xs) >= 1e4:
+            ax.xaxis.set_major_formatter(EngFormatter())  # 250k, not 250000 running into its neighbours
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle("Accuracy against cost")
+    return _png(fig)
+
+
+def predicted_vs_achieved(points: dict[str, Point], *, xlabel: str, ylabel: str, title: str) -> bytes:
+    """One labelled point per backbone: its zero-training score against the accuracy it reached."""
+    fig = Figure(figsize=(6, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    for name, (x, y) in points.items():
+        ax.scatter([x], [y], color="tab:blue")
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _png(fig)
+
+
+def _cycle(n: int) -> list[str]:
+    return [TOP_COLOURS[i % len(TOP_COLOURS)] for i in range(n)]
