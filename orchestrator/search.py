@@ -30,6 +30,7 @@ class FidelityOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self._max_epochs = max_epochs
         self._epoch_attr = epoch_attr
+        self._unrecorded: list[optuna.trial.FrozenTrial] | None = []  # a fresh sweep has none
 
     # After a driver restart Ray restores this searcher from its last snapshot, while the Optuna
     # study lives on in its database and may already hold a trial's outcome. The study wins:
@@ -44,11 +45,17 @@ class FidelityOptunaSearch(OptunaSearch):
                 self._ot_trials[trial_id] = optuna.Trial(self._ot_study, orphan._trial_id)
         return super().suggest(trial_id)
 
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._unrecorded = None  # looked up in the study at the next suggestion
+
     def _unrecorded_trial(self) -> optuna.trial.FrozenTrial | None:
         """A RUNNING study trial that no Ray trial owns: asked for by a driver that then died."""
-        owned = {trial._trial_id for trial in self._ot_trials.values()}
-        running = self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return next((trial for trial in running if trial._trial_id not in owned), None)
+        if self._unrecorded is None:  # once per restore, so suggestions stay one study query cheap
+            owned = {trial._trial_id for trial in self._ot_trials.values()}
+            running = self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            self._unrecorded = [trial for trial in running if trial._trial_id not in owned]
+        return self._unrecorded.pop(0) if self._unrecorded else None
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         value = result.get(self.metric)
