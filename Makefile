@@ -17,11 +17,11 @@ demo: $(BIN)/orchestrator
 	$(BIN)/orchestrator sweep $(SPEC)
 
 test: $(BIN)/orchestrator
-	$(BIN)/ruff check orchestrator trainables tests
+	$(BIN)/ruff check orchestrator trainables tests benchmarks
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/orchestrator
-	$(BIN)/ruff check orchestrator trainables tests
+	$(BIN)/ruff check orchestrator trainables tests benchmarks
 
 clean:
 	rm -rf runs mlflow.db mlartifacts

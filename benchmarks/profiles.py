@@ -1,0 +1,79 @@
+"""How big each comparison is in each mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEMO_BACKBONES = ("test_resnet", "mobilenetv3_small_050", "test_vit", "test_convnext")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    # 1. orchestration overhead: 4 configs of ~30 s, 2 at a time, through the sweep and a plain pool
+    overhead_epochs: int = 20
+    overhead_train_per_class: int = 150
+    overhead_repeats: int = 2  # the arms' order alternates, so load that drifts falls on both
+    # 2. search efficiency: seeds of each searcher replayed over the recorded table
+    search_seeds: int = 20
+    search_max_trials: int = 400
+    # 3. frozen-feature cache: one `frozen` trial per backbone, cache on and off
+    cache_backbones: tuple[str, ...] = DEMO_BACKBONES
+    cache_epochs: int = 5
+    # 4. training step: (model, image size, batch size); rounds of `step_batches` steps (CPU) or epochs (CUDA)
+    step_models: tuple[tuple[str, int, int], ...] = (
+        ("test_resnet", 32, 16),
+        ("test_convnext", 32, 16),
+        ("mobilenetv3_small_050", 32, 16),
+    )
+    step_cuda_models: tuple[tuple[str, int, int], ...] = ()
+    step_batches: int = 12
+    step_repeats: int = 3
+    # 5. searcher: suggestions timed after this many trials
+    searcher_prior_trials: int = 990
+    searcher_timed: int = 21
+    # 6. tracking: rounds of trials x epochs logged to a fresh SQLite store
+    tracking_rounds: int = 3
+    tracking_trials: int = 10
+    tracking_epochs: int = 10
+
+
+QUICK = Profile("quick")
+FULL = Profile(
+    "full",
+    overhead_epochs=40,
+    overhead_repeats=4,
+    search_seeds=50,
+    cache_epochs=10,
+    step_models=(
+        ("test_resnet", 32, 16),
+        ("test_convnext", 32, 16),
+        ("mobilenetv3_small_050", 32, 16),
+        ("test_vit", 32, 16),
+        ("resnet18", 64, 32),
+    ),
+    step_cuda_models=(("resnet50", 224, 64), ("vit_small_patch16_224", 224, 64)),
+    step_batches=20,
+    step_repeats=5,
+    searcher_timed=41,
+    tracking_rounds=5,
+)
+# For the test suite: every code path, tiny sizes.
+SMOKE = Profile(
+    "smoke",
+    overhead_epochs=2,
+    overhead_train_per_class=10,
+    search_seeds=2,
+    search_max_trials=30,
+    cache_backbones=("test_resnet",),
+    cache_epochs=2,
+    step_models=(("test_resnet", 32, 8),),
+    step_batches=2,
+    step_repeats=2,
+    searcher_prior_trials=12,
+    searcher_timed=2,
+    tracking_rounds=1,
+    tracking_trials=2,
+    tracking_epochs=2,
+)
+PROFILES = {p.name: p for p in (QUICK, FULL, SMOKE)}

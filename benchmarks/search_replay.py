@@ -1,0 +1,233 @@
+"""Section 2: compute each search method needs to get within one point of the best val_acc.
+
+Methods, each with 2 trials at a time and the demo's ASHA settings where it stops early:
+(a) ours: TPE (`make_sampler`) + `FidelityOptunaSearch` + `make_scheduler`'s ASHA;
+(b) random search (Optuna's RandomSampler through the same searcher), every trial to max_epochs;
+(c) Ray's stock `OptunaSearch` with the same TPE sampler + Ray's `ASHAScheduler`, so (a)
+    and (c) differ only by the fidelity bridge (and the baselines-aware ASHA, idle here).
+
+Replay, not re-training: the learning-curve table (`benchmarks/curves.py`, recorded once with
+the real trainable) holds every config of the demo space made finite, with its per-epoch
+val_acc and CPU time. A discrete-event loop drives the real searcher and scheduler objects
+through the calls Tune's controller makes, in the order it makes them (`suggest`, then per
+result the scheduler's decision, then `on_trial_result` unless stopped, then
+`on_trial_complete`), with two slots, and epochs that last their recorded CPU time. That is
+why a replay rather than Tune running a lookup trainable: the searchers and ASHA make the same
+decisions as in a sweep, trials finish in the order their recorded durations imply (a lookup
+trainable would finish in whatever order the machine's scheduling gives, and ASHA's rungs
+depend on that order), and 3 methods x 20 seeds take a minute instead of an hour of Ray
+start-ups. What it leaves out is Ray's own overhead, which section 1 measures.
+
+A method has reached the goal when a trial completes max_epochs with a final val_acc within
+one point of the best final val_acc in the table (the sweep picks its best trial among
+completed ones, by final value). Its compute is everything run until then: trial-epochs and
+their recorded CPU-seconds, the running trial's finished epochs included. The seed varies the
+searcher (and ASHA's bracket draw); the table, one training run per config, stays the same.
+"""
+
+from __future__ import annotations
+
+import heapq
+import statistics
+import warnings
+from dataclasses import dataclass
+from types import SimpleNamespace
+
+import numpy as np
+import optuna
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from benchmarks import curves
+from benchmarks.report import Figure, Section
+from orchestrator.search import FidelityOptunaSearch, make_sampler, make_scheduler
+from orchestrator.space import DefineByRun
+from orchestrator.spec import SweepSpec, load_spec
+
+CONCURRENCY = 2
+# method: (sampler, scheduler, searcher class), label
+METHODS = {
+    "ours": (("tpe", "asha", "fidelity"), "(a) ours: TPE + FidelityOptunaSearch + ASHA"),
+    "random": (("random", "none", "fidelity"), "(b) random search, no early stopping"),
+    "stock": (("tpe", "asha", "stock"), "(c) Ray's OptunaSearch (same TPE) + ASHAScheduler"),
+    # Ablations of (a), to see which half of it saves what:
+    "tpe_only": (("tpe", "none", "fidelity"), "(a') TPE alone, no early stopping"),
+    "random_asha": (("random", "asha", "fidelity"), "(b') random search + ASHA"),
+}
+
+
+def replay_spec(table: dict, algorithm: str, scheduler: str, seed: int) -> SweepSpec:
+    demo = load_spec(curves.DEMO_SPEC)
+    space = {name: {"type": "categorical", "choices": values} for name, values in table["space"].items()}
+    space.update({k: v for k, v in table["fixed"].items() if k not in ("max_epochs", "weights", "seed")})
+    es = demo.early_stopping
+    return SweepSpec.model_validate(
+        {
+            "experiment": "replay",
+            "search": {"algorithm": algorithm, "concurrent": CONCURRENCY, "seed": seed},
+            "early_stopping": {
+                "scheduler": scheduler,
+                "max_epochs": table["max_epochs"],
+                "grace_period": es.grace_period,
+                "reduction_factor": es.reduction_factor,
+            },
+            "space": space,
+        }
+    )
+
+
+def build(method: str, table: dict, seed: int):
+    """The searcher and scheduler a method runs with, built by the same factories as a sweep."""
+    metric, mode = table["objective"]["metric"], table["objective"]["mode"]
+    run_keys = {k: table["fixed"][k] for k in ("max_epochs", "weights", "seed")}
+    algorithm, scheduler_name, searcher_class = METHODS[method][0]
+    spec = replay_spec(table, algorithm, scheduler_name, seed)
+    space = DefineByRun(spec, run_keys)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if searcher_class == "stock":
+            searcher = OptunaSearch(space=space, metric=metric, mode=mode, sampler=make_sampler(spec))
+            es = spec.early_stopping
+            scheduler = ASHAScheduler(
+                time_attr="epoch",
+                metric=metric,
+                mode=mode,
+                max_t=es.max_epochs,
+                grace_period=es.grace_period,
+                reduction_factor=es.reduction_factor,
+            )
+        else:
+            searcher = FidelityOptunaSearch(
+                space=space,
+                metric=metric,
+                mode=mode,
+                sampler=make_sampler(spec),
+                max_epochs=spec.early_stopping.max_epochs,
+            )
+            scheduler = make_scheduler(spec)
+            if hasattr(scheduler, "set_search_properties"):
+                scheduler.set_search_properties(metric, mode)
+    return searcher, scheduler
+
+
+@dataclass
+class Outcome:
+    reached: bool
+    trials: int
+    trial_epochs: int
+    cpu_s: float
+    best_final: float | None  # best final val_acc among completed trials when it stopped
+
+
+def replay(method: str, table: dict, seed: int, *, target: float, max_trials: int) -> Outcome:
+    np.random.seed(seed)  # ASHA draws its bracket from numpy's global generator
+    searcher, scheduler = build(method, table, seed)
+    metric, max_epochs = table["objective"]["metric"], table["max_epochs"]
+    events: list[tuple[float, int, str]] = []  # (time an epoch ends, tiebreak, trial id)
+    running: dict[str, SimpleNamespace] = {}
+    now, started, epochs, cpu_s, best = 0.0, 0, 0, 0.0, None
+    counter = 0
+    while True:
+        while len(running) < CONCURRENCY and started < max_trials:
+            trial_id = f"{started:05d}"
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Ray warns when a define-by-run suggestion takes over 1 s
+                config = searcher.suggest(trial_id)
+            started += 1
+            row = table["by_key"][curves.key(config)]
+            trial = SimpleNamespace(trial_id=trial_id, config=config, row=row, epoch=0)
+            scheduler.on_trial_add(None, trial)
+            running[trial_id] = trial
+            counter += 1
+            heapq.heappush(events, (now + row["epoch_cpu_s"][0], counter, trial_id))
+        if not events:
+            return Outcome(False, started, epochs, cpu_s, best)
+        now, _, trial_id = heapq.heappop(events)
+        trial = running[trial_id]
+        trial.epoch += 1
+        epochs += 1
+        cpu_s += trial.row["epoch_cpu_s"][trial.epoch - 1]
+        value = trial.row["val_acc"][trial.epoch - 1]
+        result = {metric: value, "epoch": trial.epoch, "training_iteration": trial.epoch}
+        decision = scheduler.on_trial_result(None, trial, result)
+        if decision != TrialScheduler.STOP:
+            searcher.on_trial_result(trial_id, result)
+        if decision == TrialScheduler.STOP or trial.epoch >= max_epochs:
+            scheduler.on_trial_complete(None, trial, result)
+            searcher.on_trial_complete(trial_id, result)
+            del running[trial_id]
+            if trial.epoch >= max_epochs:
+                best = value if best is None else max(best, value)
+                if value >= target:
+                    return Outcome(True, started, epochs, cpu_s, best)
+        else:
+            counter += 1
+            heapq.heappush(events, (now + trial.row["epoch_cpu_s"][trial.epoch], counter, trial_id))
+
+
+def measure(table: dict, seeds: int, max_trials: int) -> dict:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    best = max(t["val_acc"][-1] for t in table["trials"])
+    target = best - 0.01
+    out = {
+        "best_final_val_acc": best,
+        "target": target,
+        "configs_within_target": sum(t["val_acc"][-1] >= target for t in table["trials"]),
+        "configs": len(table["trials"]),
+        "max_trials": max_trials,
+    }
+    for method in METHODS:
+        out[method] = [
+            replay(method, table, seed, target=target, max_trials=max_trials).__dict__ for seed in range(seeds)
+        ]
+    return out
+
+
+def run(profile) -> Section:
+    if not curves.TABLE.exists():
+        raise FileNotFoundError(f"no learning-curve table at {curves.TABLE}; record it: python -m benchmarks --record")
+    table = curves.load(curves.TABLE)
+    raw = measure(table, profile.search_seeds, profile.search_max_trials)
+    raw["note"] = (
+        f"goal: a completed trial with final val_acc >= {raw['target']:.3f} (best in the table "
+        f"{raw['best_final_val_acc']:.3f}; {raw['configs_within_target']} of {raw['configs']} configs qualify); "
+        f"table recorded {table['recorded_at']}"
+    )
+    figures = []
+    for method, (_, label) in METHODS.items():
+        outcomes = raw[method]
+        figures.append(
+            Figure(
+                "search",
+                f"{label}: trial-epochs to within 1 pt",
+                [o["trial_epochs"] for o in outcomes],
+                unit="epochs",
+                over="seeds",
+                how=(
+                    f"mean {statistics.mean(o['trial_epochs'] for o in outcomes):.0f}; median "
+                    f"{statistics.median(o['cpu_s'] for o in outcomes):.0f} CPU-s, "
+                    f"{statistics.median(o['trials'] for o in outcomes):.0f} trials; reached in "
+                    f"{sum(o['reached'] for o in outcomes)}/{len(outcomes)} seeds within {raw['max_trials']} trials"
+                    + (f"; {raw['note']}" if method == "ours" else "")
+                ),
+            )
+        )
+    for unit, key in (("trial-epochs", "trial_epochs"), ("CPU-s", "cpu_s")):
+        for other, goal in (("random", 1 / 3), ("stock", 1.0)):
+            median_other = statistics.median(o[key] for o in raw[other])
+            mean_ratio = statistics.mean(o[key] for o in raw["ours"]) / statistics.mean(o[key] for o in raw[other])
+            tag = METHODS[other][1][:3]
+            figures.append(
+                Figure(
+                    "search",
+                    f"{unit}, (a) ours / {tag} {other}",
+                    [o[key] / median_other for o in raw["ours"]],
+                    goal=("<=", round(goal, 3)),
+                    over="seeds",
+                    how=(
+                        f"each seed of (a) over the median of {tag} ({median_other:.0f} {unit}); "
+                        f"ratio of the means {mean_ratio:.2f}"
+                    ),
+                )
+            )
+    return Section("Search efficiency", figures, raw)
