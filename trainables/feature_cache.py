@@ -97,7 +97,7 @@ class FeatureCache:
         self.device, self.workers = device, workers
         self.transform = eval_transform(data_cfg)
         self._epochs: dict[int, CachedEpoch | None] = {}  # by number of frozen groups
-        self._registry = _registry() if self.enabled else None  # starts while the trial sets up
+        self._registry = None  # this driver's shared registry, looked up at the first cached epoch
 
     def epoch(self, num_frozen: int) -> CachedEpoch | None:
         """Cached features while the first `num_frozen` body groups are frozen; None: train on images."""
@@ -136,6 +136,7 @@ class FeatureCache:
 
     def _features(self, split: Split, identity: dict, images: ImageSplit) -> torch.Tensor:
         key = _key({**identity, "data": fingerprint(images)})
+        self._registry = self._registry or _registry()  # not before: most trials never cache
         registry = self._registry
         if registry is not None:
             found = ray.get(registry.lookup.remote(key))
