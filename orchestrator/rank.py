@@ -8,7 +8,6 @@ resources, so ranking runs where trials run (a GPU worker on a cluster).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from orchestrator.errors import UserError
 from orchestrator.spec import SweepSpec
 from orchestrator.tracking import SweepRuns, experiment_id
 from orchestrator.transferability import leep, logme
-from trainables.data import ImageSplit, TaskData
+from trainables.data import ImageSplit, TaskData, fingerprint
 from trainables.features import extract_features
 
 KIND_TAG = "orchestrator.kind"
@@ -98,14 +97,12 @@ def score_metrics(scores: list[BackboneScore], prefix: str = "") -> dict[str, fl
 def data_fingerprint(spec: SweepSpec, target: TaskData) -> dict[str, str]:
     """What the scores were computed on, so rank runs of different data are not compared by mistake."""
     train = target.train
-    digest = hashlib.sha256(train.labels.tobytes())
-    digest.update(train.pixels.tobytes() if train.pixels is not None else "\n".join(train.paths).encode())
     dataset = spec.data.dataset
     return {
         "data.dataset": dataset if isinstance(dataset, str) else dataset.imagefolder,
         "data.classes": ",".join(target.class_names),
         "data.train_images": str(len(train)),
-        "data.train_sha256": digest.hexdigest()[:16],
+        "data.train_sha256": fingerprint(train)[:16],
         "data.image_size": str(spec.data.image_size),
         "data.seed": str(spec.search.seed),
         "weights.source": spec.weights.source,

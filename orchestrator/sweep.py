@@ -91,10 +91,7 @@ def run_sweep(
     spec = load_spec(spec_path, overrides)
     spec_text = Path(spec_path).read_text()
 
-    # Data and hub/file weights load first: a bad folder or file fails before anything is written.
-    target = target_task(spec, str(spec_path))
-    external = external_weights(spec, str(spec_path))
-    source = source_task(spec, str(spec_path)) if spec.weights.source == "pretrain" else None
+    target, external, source = _load_inputs(spec, spec_path)
 
     address = address or os.environ.get("RAY_ADDRESS")
     storage = _open_storage(spec, str(spec_path), address)
@@ -202,9 +199,7 @@ def rank_spec(spec_path: str | Path, *, address: str | None = None) -> RankRepor
         raise SpecError(
             str(spec_path), "weights.source", "'none' is random initialisation: no pretrained features to rank"
         )
-    target = target_task(spec, str(spec_path))
-    external = external_weights(spec, str(spec_path))
-    source = source_task(spec, str(spec_path)) if spec.weights.source == "pretrain" else None
+    target, external, source = _load_inputs(spec, spec_path)
     address = address or os.environ.get("RAY_ADDRESS")
     storage = _open_storage(spec, str(spec_path), address)  # the pretrained-weight cache is shared with sweeps
     tracking_uri = default_tracking_uri(spec.mlflow.tracking_uri)
@@ -254,6 +249,14 @@ def _report_or_warn(spec: SweepSpec, runs: SweepRuns, optuna_url: str, best_run_
             flush=True,
         )
         return ""
+
+
+def _load_inputs(spec: SweepSpec, spec_path: str | Path) -> tuple[TaskData, dict, TaskData | None]:
+    """Target data, hub/file weights and the pretraining data, loaded before anything is written,
+    so a bad folder or file fails first."""
+    source = str(spec_path)
+    target, external = target_task(spec, source), external_weights(spec, source)
+    return target, external, source_task(spec, source) if spec.weights.source == "pretrain" else None
 
 
 def _sweep_runs(spec: SweepSpec, sweep_id: str) -> SweepRuns:

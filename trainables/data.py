@@ -7,6 +7,7 @@ serves both. Tasks are built once on the driver and reach trials through Ray's o
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -185,3 +186,15 @@ def _take(split: ImageSplit, index: list[int]) -> ImageSplit:
     paths = tuple(split.paths[i] for i in index) if split.paths is not None else None
     pixels = split.pixels[index] if split.pixels is not None else None
     return ImageSplit(labels=split.labels[index], pixels=pixels, paths=paths)
+
+
+def fingerprint(split: ImageSplit) -> str:
+    """The content of an in-memory split; for image files, their paths, sizes and modification times."""
+    digest = hashlib.sha256(np.ascontiguousarray(split.labels).tobytes())
+    if split.pixels is not None:
+        digest.update(np.ascontiguousarray(split.pixels).tobytes())
+    else:
+        for path in split.paths:
+            stat = os.stat(path)
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from trainables.data import ImageSplit, TaskData
+from trainables.data import ImageSplit, TaskData, fingerprint
 from trainables.loop import autocast, to_device
 from trainables.models import LayerGroups
 from trainables.transforms import batches, eval_transform, loader
@@ -299,18 +298,6 @@ def state_digest(model: nn.Module, keys: list[str]) -> str:
         tensor = state[key].detach().cpu().contiguous().reshape(-1)
         digest.update(f"{key}:{tensor.dtype}:{tuple(state[key].shape)}".encode())
         digest.update(tensor.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def fingerprint(split: ImageSplit) -> str:
-    """The content of an in-memory split; for image files, their paths, sizes and modification times."""
-    digest = hashlib.sha256(np.ascontiguousarray(split.labels).tobytes())
-    if split.pixels is not None:
-        digest.update(np.ascontiguousarray(split.pixels).tobytes())
-    else:
-        for path in split.paths:
-            stat = os.stat(path)
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
