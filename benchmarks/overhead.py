@@ -241,6 +241,7 @@ def measure(epochs: int, train_per_class: int, repeats: int) -> list[dict]:
 def run(profile) -> Section:
     rounds = measure(profile.overhead_epochs, profile.overhead_train_per_class, profile.overhead_repeats)
     ratio, end_to_end, occupancy, plain_occupancy, per_trial = [], [], [], [], []
+    warm: dict[str, list[float]] = {"sweep": [], "plain": []}  # occupancy once each slot's worker is up
     for arms in rounds:
         sweep, plain = arms["sweep"], arms["plain"]
         if [t["epochs"] for t in sweep["trials"]] != [t["epochs"] for t in plain["trials"]]:
@@ -255,6 +256,9 @@ def run(profile) -> Section:
         arms["fit_wall_s"], arms["plain_wall_s"] = fit_wall, plain_wall
         arms["sweep_idle_slot_s"] = idle(sweep["trials"], sweep["fit_start"], sweep["fit_end"])
         arms["plain_idle_slot_s"] = idle(plain["trials"], plain["start"], plain["end"])
+        for arm, wall in (("sweep", fit_wall), ("plain", plain_wall)):
+            busy = sum(t["time_s"] for t in arms[arm]["trials"])
+            warm[arm].append(busy / (wall * CONCURRENCY - arms[f"{arm}_idle_slot_s"]["before first"]))
     profile_note = where_cpu_goes(rounds)
     last = rounds[-1]
     idle_note = ", ".join(f"{k} {v:.1f} s" for k, v in last["sweep_idle_slot_s"].items())
@@ -283,6 +287,16 @@ def run(profile) -> Section:
             plain_occupancy,
             unit="",
             how=f"sum of `finetune` call times / (pool wall x 2 slots); idle slot time: {plain_note}",
+        ),
+        Figure(
+            "overhead",
+            "slot occupancy once a slot's first trial has started, sweep / plain processes",
+            [w / p for w, p in zip(warm["sweep"], warm["plain"], strict=True)],
+            how=(
+                f"the two above without the wait for each slot's first trial (a new worker process importing "
+                f"torch and timm, in both arms): sweep {statistics.median(warm['sweep']):.3f}, "
+                f"plain {statistics.median(warm['plain']):.3f}"
+            ),
         ),
         Figure(
             "overhead",

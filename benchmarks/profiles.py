@@ -14,8 +14,10 @@ class Profile:
     overhead_epochs: int = 20
     overhead_train_per_class: int = 150
     overhead_repeats: int = 2  # the arms' order alternates, so load that drifts falls on both
-    # 2. search efficiency: seeds of each searcher replayed over the recorded table
-    search_seeds: int = 20
+    # 2. search efficiency: seeds of each searcher replayed over the recorded table; random search
+    # is cheap to replay and heavy-tailed, so it gets more seeds for a stable median
+    search_seeds: int = 100
+    search_random_seeds: int = 500
     search_max_trials: int = 400
     # 3. frozen-feature cache: one `frozen` trial per backbone, cache on and off
     cache_backbones: tuple[str, ...] = DEMO_BACKBONES
@@ -43,7 +45,8 @@ FULL = Profile(
     "full",
     overhead_epochs=40,
     overhead_repeats=4,
-    search_seeds=50,
+    search_seeds=400,
+    search_random_seeds=2000,
     cache_epochs=10,
     step_models=(
         ("test_resnet", 32, 16),
@@ -64,6 +67,7 @@ SMOKE = Profile(
     overhead_epochs=2,
     overhead_train_per_class=10,
     search_seeds=2,
+    search_random_seeds=2,
     search_max_trials=30,
     cache_backbones=("test_resnet",),
     cache_epochs=2,

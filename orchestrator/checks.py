@@ -6,6 +6,7 @@ Each failure is a `SpecError` naming the field, so the user fixes it before comp
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from orchestrator.spec import (
     IntParam,
     SweepSpec,
 )
+from orchestrator.storage import redact
 from trainables.hyperparams import HYPERPARAMETERS
 
 DIGITS_MIN_PER_CLASS = 174  # the rarest digit in scikit-learn's set
@@ -56,6 +58,7 @@ def check_spec(spec: SweepSpec, source: str, *, local_files: bool = True) -> Non
     if spec.search.prescreen is not None:
         _check_prescreen(spec, fail)
     _check_storage(spec.storage, fail)
+    _check_study_storage(spec.search.study_storage, fail)
     _check_no_credentials(spec, fail)
 
 
@@ -68,6 +71,19 @@ def _check_no_credentials(spec: SweepSpec, fail) -> None:
     for field, (uri, instead) in where.items():
         if uri and urlparse(uri).password:
             fail(field, f"credentials do not belong in the spec (it is logged to MLflow); set {instead} instead")
+
+
+def _check_study_storage(location: str | None, fail) -> None:
+    if location is None:
+        return
+    if "://" in location:
+        if not re.match(r"(sqlite|postgresql|mysql)(\+\w+)?://.", location):
+            fail(
+                "search.study_storage",
+                f"expected an sqlite://, postgresql:// or mysql:// URL, got {redact(location)!r}",
+            )
+    elif not location.endswith(".journal"):
+        fail("search.study_storage", f"expected a database URL or a journal file ending in .journal, got {location!r}")
 
 
 def _check_storage(storage: str, fail) -> None:

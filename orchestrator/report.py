@@ -31,6 +31,7 @@ from scipy.stats import spearmanr
 
 from orchestrator import plots
 from orchestrator.errors import UserError
+from orchestrator.search import open_study_storage
 from orchestrator.spec import SweepSpec
 from orchestrator.tracking import OUTCOME, PARENT, ROLE, SWEEP_ID, TRIAL_ID, SweepRuns
 from trainables.models import create_backbone, layer_groups
@@ -308,7 +309,8 @@ def _importances(
 ) -> tuple[dict[str, float], str, dict[str, ValueRange]]:
     """fANOVA importances over the COMPLETE trials, or why there are none."""
     try:
-        study = optuna.load_study(study_name=sweep_id, storage=optuna_url)
+        storage = open_study_storage(optuna_url) if isinstance(optuna_url, str) else optuna_url
+        study = optuna.load_study(study_name=sweep_id, storage=storage)
     except KeyError:
         return {}, f"the Optuna study {sweep_id!r} was not found", {}
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -139,8 +139,9 @@ class SearchSpec(StrictModel):
     seed: int = 0
     max_failures: int = Field(2, ge=0, le=100)  # retries of a trial that raises, from its last checkpoint
     baselines: list[dict[str, Scalar]] = Field(default_factory=list)
-    # Optuna RDB URL; default: SQLite beside local results. Credentials belong in the environment.
-    study_storage: str | None = Field(None, pattern=r"^(sqlite|postgresql|mysql)(\+\w+)?://")
+    # An Optuna RDB URL or a journal file (*.journal); default: a journal file beside local results.
+    # Credentials belong in the environment.
+    study_storage: str | None = None
     prescreen: Prescreen | None = None  # rank the backbone choices and search only the best
 
 

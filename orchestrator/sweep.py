@@ -2,7 +2,7 @@
 
 Layout under `storage`:
     <storage>/<experiment>/sweep.json     which sweep is current, and the hash of its spec
-    <storage>/<experiment>/optuna.db      Optuna studies (one per sweep), for optuna-dashboard
+    <storage>/<experiment>/optuna.journal Optuna studies (one per sweep), for optuna-dashboard
     <storage>/<experiment>/<sweep_id>/    Ray Tune's experiment: trial results and checkpoints
     <storage>/pretrained/                 source weights, cached by content hash
 """
@@ -30,7 +30,7 @@ from orchestrator.progress import TrialLines
 from orchestrator.rank import RankReport, data_fingerprint, log_rank_run, prescreen, rank_backbones
 from orchestrator.report import Report, make_report
 from orchestrator.resume import CheckpointRepair
-from orchestrator.search import FidelityOptunaSearch, make_sampler, make_scheduler
+from orchestrator.search import FidelityOptunaSearch, make_sampler, make_scheduler, open_study_storage
 from orchestrator.space import DefineByRun
 from orchestrator.spec import SweepSpec, load_spec
 from orchestrator.storage import Storage, is_remote_cluster, redact
@@ -96,7 +96,7 @@ def run_sweep(
     address = address or os.environ.get("RAY_ADDRESS")
     storage = _open_storage(spec, str(spec_path), address)
     sweep_id, resumed = _current_sweep(spec, storage, str(spec_path), fresh)
-    optuna_url = spec.search.study_storage or _default_study_storage(spec, storage)
+    optuna_url = _study_location(spec, storage)
 
     # MLflow first: an unreachable or misconfigured store fails here, before any compute.
     runs = _sweep_runs(spec, sweep_id)
@@ -168,7 +168,7 @@ def sync_sweep(spec_path: str | Path) -> SweepSummary:
         raise SpecError(str(spec_path), "experiment", f"no sweep of {spec.experiment!r} in {storage.display()} to sync")
     sweep_id, _ = _current_sweep(spec, storage, str(spec_path), fresh=False)
     target = target_task(spec, str(spec_path))
-    optuna_url = spec.search.study_storage or _default_study_storage(spec, storage)
+    optuna_url = _study_location(spec, storage)
     runs = _sweep_runs(spec, sweep_id)
     runs.start_parent(spec_text=Path(spec_path).read_text(), spec_hash=spec.spec_hash(), tags={})
     analysis = tune.ExperimentAnalysis(
@@ -233,7 +233,7 @@ def report_sweep(spec_path: str | Path) -> Report:
     sweep_id, _ = _current_sweep(spec, storage, str(spec_path), fresh=False)
     runs = _sweep_runs(spec, sweep_id)
     check_reachable(runs.tracking_uri)
-    return make_report(spec, runs, spec.search.study_storage or _default_study_storage(spec, storage))
+    return make_report(spec, runs, _study_location(spec, storage))
 
 
 def _report_or_warn(spec: SweepSpec, runs: SweepRuns, optuna_url: str, best_run_id: str | None) -> str:
@@ -336,12 +336,21 @@ def _open_storage(spec: SweepSpec, source: str, address: str | None) -> Storage:
     return storage
 
 
-def _default_study_storage(spec: SweepSpec, storage: Storage) -> str:
-    """SQLite beside the Ray results when they are local; in the working directory otherwise
-    (SQLite cannot live on S3; set search.study_storage to share the study across machines)."""
-    if storage.is_local:
-        return f"sqlite:///{storage.path(spec.experiment, 'optuna.db')}"
-    return f"sqlite:///{Path(f'optuna-{spec.experiment}.db').resolve()}"
+def _study_location(spec: SweepSpec, storage: Storage) -> str:
+    """`search.study_storage`, or a journal file beside the Ray results when they are local and in
+    the working directory otherwise (a journal cannot live on S3; set search.study_storage to a
+    database to share the study across machines)."""
+    location = spec.search.study_storage
+    if location and "://" in location:
+        return location
+    if location:
+        journal = Path(location).resolve()
+    elif storage.is_local:
+        journal = Path(storage.path(spec.experiment, "optuna.journal"))
+    else:
+        journal = Path(f"optuna-{spec.experiment}.journal").resolve()
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    return str(journal)
 
 
 def _current_sweep(spec: SweepSpec, storage: Storage, source: str, fresh: bool) -> tuple[str, bool]:
@@ -391,7 +400,7 @@ def _new_tuner(spec: SweepSpec, trainable, runs: SweepRuns, storage: Storage, sw
         points_to_evaluate=[dict(p) for p in spec.search.baselines] or None,
         sampler=make_sampler(spec),
         study_name=sweep_id,
-        storage=optuna.storages.RDBStorage(optuna_url),
+        storage=open_study_storage(optuna_url),
         max_epochs=spec.early_stopping.max_epochs,
     )
     scheduler = make_scheduler(spec)
@@ -462,7 +471,7 @@ def _sync_to_mlflow(spec: SweepSpec, runs: SweepRuns, results, summary: SweepSum
 def _close_orphaned_study_trials(study_storage: str, study_name: str) -> None:
     """Optuna trials still RUNNING once the sweep is over were asked for by a driver that died
     before Ray recorded them; nothing will ever finish them."""
-    study = optuna.load_study(study_name=study_name, storage=study_storage)
+    study = optuna.load_study(study_name=study_name, storage=open_study_storage(study_storage))
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         study._storage.set_trial_user_attr(trial._trial_id, "orphaned", "driver restarted before Ray recorded it")
         study.tell(trial.number, state=optuna.trial.TrialState.FAIL)

@@ -1,4 +1,4 @@
-"""Smoke test of the benchmark suite: its two cheap sections end to end, at tiny sizes."""
+"""Smoke test of the benchmark suite: its three cheap sections end to end, at tiny sizes."""
 
 import json
 
@@ -6,13 +6,14 @@ from benchmarks.profiles import SMOKE
 from benchmarks.run import run_benchmarks
 
 
-def test_searcher_and_tracking_sections_write_positive_figures_as_json_and_markdown(tmp_path):
-    _, json_path, md_path = run_benchmarks(SMOKE, sections=["searcher", "tracking"], out=tmp_path)
+def test_search_searcher_and_tracking_sections_write_positive_figures_as_json_and_markdown(tmp_path):
+    _, json_path, md_path = run_benchmarks(SMOKE, sections=["search", "searcher", "tracking"], out=tmp_path)
 
     data = json.loads(json_path.read_text())
     assert data["mode"] == "smoke" and data["wall_s"] > 0
     assert data["machine"]["cpu_count"] >= 1 and data["machine"]["torch"] and data["machine"]["device"]
     assert [(s["number"], s["title"]) for s in data["sections"]] == [
+        (2, "Search efficiency"),
         (5, "Searcher overhead"),
         (6, "Tracking throughput"),
     ]
@@ -25,13 +26,19 @@ def test_searcher_and_tracking_sections_write_positive_figures_as_json_and_markd
             assert figure["min"] <= figure["median"] <= figure["max"]
             assert (figure["met"] is None) == (figure["goal"] is None)
 
-    searcher = data["sections"][0]["details"]["sqlite"]
-    # the timed suggestions came after the prior trials, each one a new trial in the study
-    assert searcher["trials_in_study_at_end"] == SMOKE.searcher_prior_trials + SMOKE.searcher_timed + 1
-    tracking = data["sections"][1]["details"]
+    search = data["sections"][0]["details"]
+    assert len(search["ours"]) == len(search["stock"]) == SMOKE.search_seeds  # paired seed by seed
+    assert len(search["random"]) == SMOKE.search_random_seeds
+    # every trial ran an epoch, but the one beside the trial that reached the target may not have yet
+    assert all(o["trial_epochs"] >= o["trials"] - 1 for o in search["ours"])
+    # in every storage, the timed suggestions came after the prior trials, each one a new trial in the study
+    for storage in ("journal", "sqlite", "memory"):
+        searcher = data["sections"][1]["details"][storage]
+        assert searcher["trials_in_study_at_end"] == SMOKE.searcher_prior_trials + SMOKE.searcher_timed + 1
+    tracking = data["sections"][2]["details"]
     assert [r["results"] for r in tracking["batched"]] == [SMOKE.tracking_trials * SMOKE.tracking_epochs]
 
     table = md_path.read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| 5 ") or line.startswith("| 6 ")]
+    rows = [line for line in table.splitlines() if line.startswith(("| 2 ", "| 5 ", "| 6 "))]
     assert len(rows) == sum(len(s["figures"]) for s in data["sections"])
     assert any("time per suggestion" in row and "< 50" in row for row in rows)

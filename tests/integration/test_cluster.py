@@ -18,6 +18,7 @@ import pytest
 import ray
 from mlflow import MlflowClient
 
+from orchestrator.search import open_study_storage
 from orchestrator.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
@@ -145,8 +146,8 @@ def test_s3_storage_sweep_resumes_after_its_driver_is_killed(workdir, s3):
     assert any(k.startswith("runs/pretrained/test_resnet-") for k in keys)
     assert sum(k.endswith("/trial.pt") for k in keys) >= 6  # every trial checkpointed to S3
     assert not (workdir / "runs").exists()  # nothing of the sweep's landed on the local disk
-    # SQLite cannot live on S3: the study is in the working directory, one Optuna trial per Ray trial
-    study_storage = f"sqlite:///{workdir / 'optuna-s3exp.db'}"
+    # A journal file cannot live on S3: the study is in the working directory, one Optuna trial per Ray trial
+    study_storage = open_study_storage(str(workdir / "optuna-s3exp.journal"))
     (name,) = optuna.get_all_study_names(study_storage)
     trials = optuna.load_study(study_name=name, storage=study_storage).trials
     # a trial Optuna handed out after Ray's last snapshot is handed out again, not duplicated

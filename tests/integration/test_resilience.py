@@ -27,6 +27,7 @@ import safetensors.torch
 import torch
 from mlflow import MlflowClient
 
+from orchestrator.search import open_study_storage
 from trainables.models import create_backbone
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ SPEC = textwrap.dedent("""\
     experiment: {experiment}
     data: {{classes: [5, 6, 7], train_per_class: {per_class}, val_per_class: 20, image_size: 32}}
     weights: {weights}
-    search: {{trials: {trials}, concurrent: {concurrent}, seed: 0, algorithm: {algorithm}{baselines}}}
+    search: {{trials: {trials}, concurrent: {concurrent}, seed: 0, algorithm: {algorithm}{search_extra}}}
     early_stopping: {early_stopping}
     space:
     {space}
@@ -58,7 +59,7 @@ def write_spec(workdir: Path, **fields) -> Path:
         "weights": PRETRAIN,
         "concurrent": 2,
         "algorithm": "tpe",
-        "baselines": "",
+        "search_extra": "",
         "early_stopping": "{scheduler: none, max_epochs: 3}",
         "space": SEARCHED,
         "tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}",
@@ -151,7 +152,8 @@ def assert_every_trial_accounted_for(tracking_uri: str, experiment: str, trials:
             assert sorted(steps) == list(range(1, stopped + 1)), (child.data.tags, key, steps)
         assert (stopped == max_epochs) == (outcome == "completed")
 
-    study = optuna.load_study(study_name=parent.data.tags["optuna.study"], storage=parent.data.tags["optuna.storage"])
+    storage = open_study_storage(parent.data.tags["optuna.storage"])
+    study = optuna.load_study(study_name=parent.data.tags["optuna.study"], storage=storage)
     states = sorted(t.state.name for t in study.get_trials())
     expected = {"completed": "COMPLETE", "pruned": "PRUNED", "errored": "FAIL", "diverged": "FAIL"}
     assert states == sorted(expected[c.data.tags["outcome"]] for c in children)  # one Optuna trial per Ray trial
@@ -163,7 +165,7 @@ def test_driver_killed_at_three_moments_and_rerun_each_time_loses_nothing(workdi
     spec = write_spec(
         workdir,
         trials=trials,
-        baselines=", baselines: [{backbone: test_resnet, transfer_layers: 0.0, unfreeze: full}]",
+        search_extra=", baselines: [{backbone: test_resnet, transfer_layers: 0.0, unfreeze: full}]",
         early_stopping=f"{{max_epochs: {max_epochs}, grace_period: 1, reduction_factor: 2}}",
     )
     times = []
@@ -281,6 +283,7 @@ def test_a_diverging_trial_is_stopped_as_diverged_and_the_sweep_goes_on(workdir)
         experiment="nan",
         trials=2,
         algorithm="grid",
+        search_extra=f", study_storage: 'sqlite:///{workdir / 'optuna.db'}'",  # the database path, end to end
         weights=f"{{source: 'file:{workdir / 'nan.safetensors'}'}}",
         space="  backbone: test_resnet\n  transfer_layers: {type: categorical, choices: [0.0, 1.0]}\n  unfreeze: full",
     )

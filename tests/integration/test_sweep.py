@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.errors import SpecError
+from orchestrator.search import open_study_storage
 from orchestrator.sweep import run_sweep
 from tests.integration.conftest import MAX_EPOCHS, SPEC, TRIALS
 from trainables.data import load_digits_task
@@ -87,7 +88,7 @@ def test_children_hold_params_outcomes_and_gap_free_epoch_histories(sweep, clien
 
 def test_optuna_states_match_outcome_tags(sweep, client):
     _, summary = sweep
-    study = optuna.load_study(study_name=summary.sweep_id, storage=summary.optuna_storage)
+    study = optuna.load_study(study_name=summary.sweep_id, storage=open_study_storage(summary.optuna_storage))
     states = [t.state.name for t in study.get_trials()]
     expected = {"completed": "COMPLETE", "pruned": "PRUNED", "errored": "FAIL", "diverged": "FAIL"}
     by_tag = sorted(expected[c.data.tags["outcome"]] for c in _children(client, summary.parent_run_id))

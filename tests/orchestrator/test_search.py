@@ -5,7 +5,7 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from orchestrator.search import FidelityOptunaSearch, make_scheduler
+from orchestrator.search import FidelityOptunaSearch, make_scheduler, open_study_storage
 from orchestrator.space import DefineByRun
 from orchestrator.spec import load_spec
 from tests.orchestrator.test_spec import GOOD
@@ -132,15 +132,29 @@ def test_results_of_trials_the_searcher_never_suggested_are_ignored(spec):
     assert searcher._ot_study.get_trials() == []
 
 
-def test_a_trial_asked_for_after_the_last_snapshot_is_handed_out_again_not_duplicated(spec, tmp_path):
+def test_a_study_storage_is_a_journal_file_or_a_database_and_outlives_its_handle(tmp_path):
+    for location in (str(tmp_path / "optuna.journal"), f"sqlite:///{tmp_path / 'optuna.db'}"):
+        study = optuna.create_study(study_name="s", storage=open_study_storage(location), direction="maximize")
+        study.tell(study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), 0.5)
+        reopened = optuna.load_study(study_name="s", storage=open_study_storage(location))
+        assert [(t.state, t.value) for t in reopened.trials] == [(TrialState.COMPLETE, 0.5)], location
+    assert isinstance(open_study_storage(str(tmp_path / "optuna.journal")), optuna.storages.JournalStorage)
+
+
+@pytest.mark.parametrize("location", ["optuna.journal", "sqlite:///{tmp}/optuna.db"])
+def test_a_trial_asked_for_after_the_last_snapshot_is_handed_out_again_not_duplicated(spec, tmp_path, location):
     """Driver killed after Optuna handed out a trial but before Ray's snapshot recorded it."""
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.db'}")
+    location = location.format(tmp=tmp_path) if "://" in location else str(tmp_path / location)
+    storage = open_study_storage(location)
     searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, storage=storage, study_name="s")
     _run(searcher, "recorded", [0.3, 0.5, 0.7])
     searcher.save(str(tmp_path / "snapshot.pkl"))
     lost = searcher.suggest("lost")  # the driver dies here
 
-    restored = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, storage=storage, study_name="s")
+    # the new driver opens the study afresh
+    restored = _searcher(
+        FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, storage=open_study_storage(location), study_name="s"
+    )
     restored.restore(str(tmp_path / "snapshot.pkl"))
     assert restored.suggest("new") == lost
     assert restored._ot_trials["new"].number == searcher._ot_trials["lost"].number

@@ -90,6 +90,18 @@ BAD_SPECS = [
     ("yaml_syntax", "experiment: x\nspace: {lr: [1, 2\n", None, "YAML syntax error at line"),
     ("binary_file", b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe", None, "not a text file"),
     ("top_level_list", "- a\n- b\n", None, "expected a YAML mapping"),
+    (
+        "study_storage_not_a_database",
+        _replace("search: {trials: 4,", "search: {trials: 4, study_storage: optuna.db,"),
+        "search.study_storage",
+        "a journal file ending in .journal",
+    ),
+    (
+        "study_storage_unknown_scheme",
+        _replace("search: {trials: 4,", "search: {trials: 4, study_storage: 'redis://cache:6379',"),
+        "search.study_storage",
+        "expected an sqlite://, postgresql:// or mysql:// URL",
+    ),
     ("trials_zero", _replace("trials: 4", "trials: 0"), "search.trials", "greater than 0"),
     ("trials_negative", _replace("trials: 4", "trials: -3"), "search.trials", "greater than 0"),
     ("trials_wrong_type", _replace("trials: 4", "trials: many"), "search.trials", "integer"),
