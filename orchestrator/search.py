@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -33,6 +34,7 @@ def open_study_storage(location: str) -> optuna.storages.BaseStorage:
     SQLite study at 1,000 trials (benchmarks/searcher.py). optuna-dashboard opens either."""
     if "://" in location:
         return optuna.storages.RDBStorage(location)
+    Path(location).parent.mkdir(parents=True, exist_ok=True)
     return JournalStorage(JournalFileBackend(location))
 
 

@@ -343,14 +343,10 @@ def _study_location(spec: SweepSpec, storage: Storage) -> str:
     location = spec.search.study_storage
     if location and "://" in location:
         return location
-    if location:
-        journal = Path(location).resolve()
-    elif storage.is_local:
-        journal = Path(storage.path(spec.experiment, "optuna.journal"))
-    else:
-        journal = Path(f"optuna-{spec.experiment}.journal").resolve()
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    return str(journal)
+    if not location:
+        local = storage.path(spec.experiment, "optuna.journal") if storage.is_local else None
+        location = local or f"optuna-{spec.experiment}.journal"
+    return str(Path(location).resolve())
 
 
 def _current_sweep(spec: SweepSpec, storage: Storage, source: str, fresh: bool) -> tuple[str, bool]:
