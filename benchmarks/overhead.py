@@ -1,6 +1,6 @@
 """Section 1: orchestration overhead and slot occupancy.
 
-The same four configs (two backbones x two learning rates, fixed seed, 20 epochs of ~1.5 s:
+The same four configs (two backbones x two learning rates, fixed seed, 24 epochs of ~1.3 s:
 trials of about 30 s on an idle core) run twice, two at a time:
 - through `orchestrator sweep`: `run_sweep` on a spec that lists the four configs as
   `search.baselines` (so they run in that order) with `early_stopping.scheduler: none`, in a

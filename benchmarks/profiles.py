@@ -11,7 +11,7 @@ DEMO_BACKBONES = ("test_resnet", "mobilenetv3_small_050", "test_vit", "test_conv
 class Profile:
     name: str
     # 1. orchestration overhead: 4 configs of ~30 s, 2 at a time, through the sweep and a plain pool
-    overhead_epochs: int = 20
+    overhead_epochs: int = 24  # trials of ~30 s on an idle core of the 2-core machine
     overhead_train_per_class: int = 150
     overhead_repeats: int = 2  # the arms' order alternates, so load that drifts falls on both
     # 2. search efficiency: seeds of each searcher replayed over the recorded table; random search
