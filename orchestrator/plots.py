@@ -24,6 +24,17 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
+def _label(ax, *, x: str, y: str, title: str | None = None, legend: bool = False, where: str = "best") -> None:
+    """Axis labels, title, a light grid and (when something is labelled) the legend."""
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend(fontsize=8, loc=where)
+
+
 def transfer_curve(lines: dict[str, list[Point]], others: Sequence[Point], *, xlabel: str, ylabel: str) -> bytes:
     """Yosinski's figure: accuracy against the number of transferred layers, one line per
     backbone and unfreeze schedule (completed trials), other trials as hollow markers."""
@@ -35,12 +46,7 @@ def transfer_curve(lines: dict[str, list[Point]], others: Sequence[Point], *, xl
     if others:
         xs, ys = zip(*others, strict=True)
         ax.scatter(xs, ys, facecolors="none", edgecolors="grey", label="stopped early (ASHA)")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title("Transfer curve")
-    ax.grid(alpha=0.3)
-    if lines or others:
-        ax.legend(fontsize=8, loc="best")
+    _label(ax, x=xlabel, y=ylabel, title="Transfer curve", legend=bool(lines or others))
     return _png(fig)
 
 
@@ -69,12 +75,7 @@ def learning_curves(
     for i, rung in enumerate(rungs):
         ax.axvline(rung, color="black", linestyle="--", linewidth=0.8, label="ASHA rungs" if i == 0 else None)
     ax.set_xlim(0.5, max_epochs + 0.5)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(metric)
-    ax.set_title("Learning curves")
-    ax.grid(alpha=0.3)
-    if top or rungs:
-        ax.legend(fontsize=8, loc="best")
+    _label(ax, x="epoch", y=metric, title="Learning curves", legend=bool(top or rungs))
     return _png(fig)
 
 
@@ -110,10 +111,7 @@ def tradeoff(panels: dict[str, tuple[list[Point], list[int]]], *, ylabel: str) -
             ax.set_xscale("log")
         if xs and max(xs) >= 1e4:
             ax.xaxis.set_major_formatter(EngFormatter())  # 250k, not 250000 running into its neighbours
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        _label(ax, x=xlabel, y=ylabel, legend=True, where="lower right")
     fig.suptitle("Accuracy against cost")
     return _png(fig)
 
@@ -125,10 +123,7 @@ def predicted_vs_achieved(points: dict[str, Point], *, xlabel: str, ylabel: str,
     for name, (x, y) in points.items():
         ax.scatter([x], [y], color="tab:blue")
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
+    _label(ax, x=xlabel, y=ylabel, title=title)
     return _png(fig)
 
 
