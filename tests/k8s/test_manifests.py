@@ -179,6 +179,15 @@ def test_kustomize_renders_the_stack() -> None:
             assert split_image(image)[0] not in local, f"{doc['kind']}/{doc['metadata']['name']}: {image}"
 
 
+def test_the_locally_built_image_is_mapped_to_a_registry() -> None:
+    """Without kustomize at hand (the render test skips), check the mapping it would apply: every
+    pod that runs this project's image (the Dockerfile's, named `orchestrator`) gets it from a registry."""
+    local = {entry["name"]: entry for entry in KUSTOMIZATION.get("images", [])}
+    ours = [(id_, image) for id_, doc in RESOURCES for image in images(doc) if split_image(image)[0] == "orchestrator"]
+    assert ours, "no resource runs the orchestrator image"
+    assert "/" in local["orchestrator"]["newName"], "kustomization must point `orchestrator` at a registry"
+
+
 def test_every_resource_is_namespaced_to_orchestrator() -> None:
     for id_, doc in RESOURCES:
         if doc["kind"] != "Namespace":
