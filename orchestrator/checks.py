@@ -269,9 +269,9 @@ def _check_prescreen(spec: SweepSpec, fail) -> None:
     if in_baselines >= set(backbone.choices):
         fail(field, "the baselines name every backbone choice, and baseline backbones are always kept")
     if spec.search.algorithm == "grid":
-        size = max(k, len(in_baselines))  # the fewest backbone choices that can remain
-        for name, param in spec.searched.items():
-            size *= len(param.choices) if name != "backbone" else 1
+        # the fewest backbone choices that can remain, times every other searched parameter's
+        others = math.prod(len(param.choices) for name, param in spec.searched.items() if name != "backbone")
+        size = max(k, len(in_baselines)) * others
         if spec.search.trials > size:
             fail(
                 "search.trials",

@@ -340,13 +340,10 @@ def _study_location(spec: SweepSpec, storage: Storage) -> str:
     """`search.study_storage`, or a journal file beside the Ray results when they are local and in
     the working directory otherwise (a journal cannot live on S3; set search.study_storage to a
     database to share the study across machines)."""
-    location = spec.search.study_storage
-    if location and "://" in location:
-        return location
-    if not location:
-        local = storage.path(spec.experiment, "optuna.journal") if storage.is_local else None
-        location = local or f"optuna-{spec.experiment}.journal"
-    return str(Path(location).resolve())
+    location = spec.search.study_storage or (
+        storage.path(spec.experiment, "optuna.journal") if storage.is_local else f"optuna-{spec.experiment}.journal"
+    )
+    return location if "://" in location else str(Path(location).resolve())
 
 
 def _current_sweep(spec: SweepSpec, storage: Storage, source: str, fresh: bool) -> tuple[str, bool]:
