@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from itertools import cycle
 
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter
 
 Point = tuple[float, float]
@@ -40,7 +42,7 @@ def transfer_curve(lines: dict[str, list[Point]], others: Sequence[Point], *, xl
     backbone and unfreeze schedule (completed trials), other trials as hollow markers."""
     fig = Figure(figsize=(7, 4.2), layout="constrained")
     ax = fig.add_subplot()
-    for (label, points), colour in zip(sorted(lines.items()), _cycle(len(lines)), strict=True):
+    for (label, points), colour in zip(sorted(lines.items()), cycle(TOP_COLOURS), strict=False):
         xs, ys = zip(*sorted(points), strict=True)
         ax.plot(xs, ys, marker="o", color=colour, label=label)
     if others:
@@ -70,7 +72,7 @@ def learning_curves(
     ax = fig.add_subplot()
     for points in rest:
         ax.plot(*zip(*points, strict=True), color="lightgrey", linewidth=1)
-    for (label, points), colour in zip(top.items(), _cycle(len(top)), strict=True):
+    for (label, points), colour in zip(top.items(), cycle(TOP_COLOURS), strict=False):
         ax.plot(*zip(*points, strict=True), marker=".", color=colour, label=label)
     for i, rung in enumerate(rungs):
         ax.axvline(rung, color="black", linestyle="--", linewidth=0.8, label="ASHA rungs" if i == 0 else None)
@@ -87,12 +89,10 @@ def drift(values: dict[str, float], kinds: dict[str, str]) -> bytes:
     fig = Figure(figsize=(6.5, 0.3 * len(names) + 1.4), layout="constrained")
     ax = fig.add_subplot()
     ax.barh(names, [values[n] for n in names], color=[colours[kinds[n]] for n in names])
-    for kind, colour in colours.items():
-        if kind in kinds.values():
-            ax.barh([names[0]], [0], color=colour, label=kind)  # legend entries only
     ax.set_xlabel("relative drift ||w - w0|| / ||w0||")
     ax.set_title("Which layers moved (best trial)")
-    ax.legend(fontsize=8, loc="best")
+    shown = [Patch(color=colour, label=kind) for kind, colour in colours.items() if kind in kinds.values()]
+    ax.legend(handles=shown, fontsize=8, loc="best")
     return _png(fig)
 
 
@@ -125,7 +125,3 @@ def predicted_vs_achieved(points: dict[str, Point], *, xlabel: str, ylabel: str,
         ax.annotate(name, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     _label(ax, x=xlabel, y=ylabel, title=title)
     return _png(fig)
-
-
-def _cycle(n: int) -> list[str]:
-    return [TOP_COLOURS[i % len(TOP_COLOURS)] for i in range(n)]

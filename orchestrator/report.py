@@ -15,6 +15,7 @@ import json
 import math
 import tempfile
 import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -31,6 +32,7 @@ from scipy.stats import spearmanr
 
 from orchestrator import plots
 from orchestrator.errors import UserError
+from orchestrator.rank import KIND_TAG
 from orchestrator.search import open_study_storage
 from orchestrator.spec import SweepSpec
 from orchestrator.tracking import OUTCOME, PARENT, ROLE, SWEEP_ID, TRIAL_ID, SweepRuns
@@ -42,7 +44,7 @@ LEADERBOARD_ROWS = 20  # in the HTML; the terminal shows the first TERMINAL_ROWS
 TERMINAL_ROWS = 5
 TOP_CURVES = 5
 TOP_FRACTION = 0.25  # "best range" of a parameter: the range spanned by the top quartile of completed trials
-RANK_PREFIX, RANK_RUN_PREFIX, RANK_KIND = "rank.logme.", "logme.", "orchestrator.kind"
+RANK_PREFIX, RANK_RUN_PREFIX = "rank.logme.", "logme."
 
 
 @dataclass
@@ -158,8 +160,7 @@ def best_ranges(trials: list[optuna.trial.FrozenTrial], params: list[str], mode:
         if all(isinstance(v, int | float) and not isinstance(v, bool) for v in seen):
             ranges[name] = ValueRange(low=min(seen), high=max(seen))
         else:  # categorical: the values the top trials chose, most frequent first
-            counts = {str(v): sum(str(s) == str(v) for s in seen) for v in seen}
-            ranges[name] = ValueRange(values=tuple(sorted(counts, key=lambda v: -counts[v])))
+            ranges[name] = ValueRange(values=tuple(v for v, _ in Counter(map(str, seen)).most_common()))
     return ranges
 
 
@@ -190,7 +191,7 @@ def make_report(spec: SweepSpec, runs: SweepRuns, optuna_url: str, *, best_run_i
     client = runs.client
     parent = _parent_run(client, runs)
     report = build_report(spec, client, parent, optuna_url, best_run_id=best_run_id)
-    log_report(client, report)
+    log_report(client, report, parent.info.artifact_uri)
     return report
 
 
@@ -202,7 +203,7 @@ def build_report(
     rows = gather_trials(client, parent, metric, mode)
     best_run_id = best_run_id or parent.data.tags.get("best.run_id") or (rows[0].run_id if rows else None)
     importances, note, ranges = _importances(optuna_url, sweep_id, mode)
-    depths = _depths({r.params.get("backbone", "") for r in rows} - {""})
+    depths = {name: _depth(name) for name in {r.params.get("backbone", "") for r in rows} - {""}}
     report = Report(
         experiment=spec.experiment,
         sweep_id=sweep_id,
@@ -290,10 +291,6 @@ def _parent_run(client: MlflowClient, runs: SweepRuns) -> Run:
     return found[0]
 
 
-def _depths(backbones: set[str]) -> dict[str, int | None]:
-    return {name: _depth(name) for name in backbones}
-
-
 @functools.cache  # a backbone's depth never changes; sweeps and syncs in one process build it once
 def _depth(name: str) -> int | None:
     """Body layer groups of a backbone, built on the meta device (no memory, no compute)."""
@@ -336,7 +333,7 @@ def _prediction(client: MlflowClient, parent: Run, rows: list[TrialRow]) -> Pred
     if not scores:
         found = client.search_runs(
             [parent.info.experiment_id],
-            f"tags.`{RANK_KIND}` = 'rank'",
+            f"tags.`{KIND_TAG}` = 'rank'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -371,11 +368,10 @@ def _prediction(client: MlflowClient, parent: Run, rows: list[TrialRow]) -> Pred
 def _figures(report: Report, depths: dict[str, int | None]) -> dict[str, bytes]:
     rows = report.trials
     figures: dict[str, bytes] = {}
-    positions = {r.run_id: transferred_groups(r.params, depths.get(r.params.get("backbone", ""))) for r in rows}
     lines: dict[str, dict[float, float]] = {}
     others = []
     for row in rows:
-        x = positions[row.run_id]
+        x = transferred_groups(row.params, depths.get(row.params.get("backbone", "")))
         if x is None or row.val_acc is None:
             continue
         if row.outcome == "completed":
@@ -442,8 +438,8 @@ def _group_kind(name: str, k: float | None) -> str:
 # -- output ---------------------------------------------------------------------------------
 
 
-def log_report(client: MlflowClient, report: Report) -> None:
-    """index.html, each PNG and report.json under `report/` in the parent run."""
+def log_report(client: MlflowClient, report: Report, artifact_uri: str) -> None:
+    """index.html, each PNG and report.json under `report/` in the parent run (its artifacts at `artifact_uri`)."""
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
         for name, png in report.figures.items():
@@ -451,7 +447,7 @@ def log_report(client: MlflowClient, report: Report) -> None:
         (folder / "index.html").write_text(render_html(report), encoding="utf-8")
         (folder / "report.json").write_text(json.dumps(report_data(report), indent=1, default=str))
         client.log_artifacts(report.parent_run_id, directory, "report")
-    uri = f"{client.get_run(report.parent_run_id).info.artifact_uri}/report/index.html"
+    uri = f"{artifact_uri}/report/index.html"
     report.location = local_file_uri_to_path(uri) if urlparse(uri).scheme == "file" else uri
 
 
@@ -574,14 +570,15 @@ def _leaderboard_html(report: Report) -> str:
     body = []
     for i, r in enumerate(report.trials[:LEADERBOARD_ROWS]):
         star = "*" if r.run_id == report.best_run_id else ""
-        cells = [f"{i + 1}{star}", f"<td class='l'>{e(r.trial_id)}</td>"]
+        cells = [f"<td>{i + 1}{star}</td>", f"<td class='l'>{e(r.trial_id)}</td>"]
         cells += [f"<td class='l'>{e(_num(r.params.get(k)))}</td>" for k in report.searched]
         values = [r.best] if extra else []
         values += [r.val_acc, r.val_f1, r.best_epoch, r.total_params, r.latency_ms]
         cells += [f"<td>{e(_num(v))}</td>" for v in values] + [f"<td class='l'>{e(r.outcome)}</td>"]
-        body.append("<tr><td>" + cells[0] + "</td>" + "".join(cells[1:]) + "</tr>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
     header = "".join(f"<th class='l'>{e(h)}</th>" if h in report.searched else f"<th>{e(h)}</th>" for h in head)
-    note = f"<p class='note'>Top {LEADERBOARD_ROWS} of {len(report.trials)}.</p>" if len(report.trials) > 20 else ""
+    cut = len(report.trials) > LEADERBOARD_ROWS
+    note = f"<p class='note'>Top {LEADERBOARD_ROWS} of {len(report.trials)}.</p>" if cut else ""
     return f"<table><tr>{header}</tr>{''.join(body)}</table>{note}"
 
 
