@@ -190,9 +190,9 @@ def _take(split: ImageSplit, index: list[int]) -> ImageSplit:
 
 def fingerprint(split: ImageSplit) -> str:
     """The content of an in-memory split; for image files, their paths, sizes and modification times."""
-    digest = hashlib.sha256(np.ascontiguousarray(split.labels).tobytes())
+    digest = hashlib.sha256(np.ascontiguousarray(split.labels))
     if split.pixels is not None:
-        digest.update(np.ascontiguousarray(split.pixels).tobytes())
+        digest.update(np.ascontiguousarray(split.pixels))  # hashed in place, no copy
     else:
         for path in split.paths:
             stat = os.stat(path)

@@ -32,12 +32,12 @@ import ray
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 from trainables.data import ImageSplit, TaskData, fingerprint
 from trainables.loop import autocast, to_device
 from trainables.models import LayerGroups
-from trainables.transforms import batches, eval_transform, loader
+from trainables.transforms import eval_transform, loader
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,24 @@ class CachedEpoch:
     val_set: TensorDataset
 
     def train_batches(self, *, batch_size: int, shuffle_seed: int) -> DataLoader:
-        # Same DataLoader, length and seed as the image loader: the same batches in the same order.
-        return batches(self.train_set, batch_size=batch_size, shuffle_seed=shuffle_seed)
+        return _tensor_batches(self.train_set, batch_size, shuffle_seed)
 
     def val_batches(self) -> DataLoader:
-        return batches(self.val_set, batch_size=EVAL_BATCH)
+        return _tensor_batches(self.val_set, EVAL_BATCH)
+
+
+def _tensor_batches(dataset: TensorDataset, batch_size: int, shuffle_seed: int | None = None) -> DataLoader:
+    """The image loader's sampler and seed, so the same batches in the same order; but each batch is
+    one indexing of the feature tensors (torch's batched loading), not a stack of single rows."""
+    generator = torch.Generator().manual_seed(shuffle_seed) if shuffle_seed is not None else None
+    order = RandomSampler(dataset, generator=generator) if generator is not None else SequentialSampler(dataset)
+    return DataLoader(
+        dataset,
+        sampler=BatchSampler(order, batch_size, drop_last=False),
+        batch_size=None,
+        generator=generator,  # the loader draws from it before the sampler does, as the image loader's
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
 class FeatureCache:
@@ -297,7 +310,7 @@ def state_digest(model: nn.Module, keys: list[str]) -> str:
     for key in sorted(keys):
         tensor = state[key].detach().cpu().contiguous().reshape(-1)
         digest.update(f"{key}:{tensor.dtype}:{tuple(state[key].shape)}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+        digest.update(tensor.view(torch.uint8).numpy())
     return digest.hexdigest()
 
 

@@ -74,30 +74,12 @@ def loader(
     workers: int = 0,
     pin_memory: bool | None = None,
 ) -> DataLoader:
-    """In-memory splits load in the main process; image folders use `workers` processes."""
-    workers = 0 if split.paths is None else workers
-    return batches(
-        TransformedSplit(split, transform),
-        batch_size=batch_size,
-        shuffle_seed=shuffle_seed,
-        workers=workers,
-        pin_memory=pin_memory,
-    )
-
-
-def batches(
-    dataset: Dataset,
-    *,
-    batch_size: int,
-    shuffle_seed: int | None = None,
-    workers: int = 0,
-    pin_memory: bool | None = None,
-) -> DataLoader:
-    """Batches of any dataset; the same seed gives the same order for datasets of the same length.
+    """In-memory splits load in the main process; image folders use `workers` processes.
     Pinned memory (for asynchronous copies) by default when CUDA is available."""
+    workers = 0 if split.paths is None else workers
     generator = torch.Generator().manual_seed(shuffle_seed) if shuffle_seed is not None else None
     return DataLoader(
-        dataset,
+        TransformedSplit(split, transform),
         batch_size=batch_size,
         shuffle=shuffle_seed is not None,
         generator=generator,
