@@ -14,6 +14,7 @@ Re-record with `python -m benchmarks --record` (15-30 minutes on 2 cores; 31 on 
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import time
@@ -42,10 +43,7 @@ def key(config: dict) -> tuple:
 
 
 def all_configs() -> list[dict]:
-    configs = [{}]
-    for name, values in SPACE.items():
-        configs = [{**c, name: v} for c in configs for v in values]
-    return configs
+    return [dict(zip(KEYS, values, strict=True)) for values in itertools.product(*SPACE.values())]
 
 
 def load(path: Path = TABLE) -> dict:
@@ -77,7 +75,8 @@ def record(path: Path = TABLE, concurrency: int = 2, configs: list[dict] | None 
 
     partial = path.with_suffix(".partial.jsonl")
     done = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
-    todo = [c for c in configs or all_configs() if key(c) not in {key(t["config"]) for t in done}]
+    recorded = {key(t["config"]) for t in done}
+    todo = [c for c in configs or all_configs() if key(c) not in recorded]
     print(f"Recording {len(todo)} configs x {max_epochs} epochs, {concurrency} at a time ...", flush=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     with (

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import itertools
 import multiprocessing
 import os
 import time
@@ -49,11 +50,11 @@ class TrialRecord:
     def epoch_walls(self) -> list[float]:
         """Seconds between consecutive reports; the first includes the trial's set-up."""
         stamps = [self.started] + [r["_wall"] for r in self.reports]
-        return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(stamps)]
 
     def epoch_cpus(self) -> list[float]:
         stamps = [0.0] + [r["_cpu"] for r in self.reports]
-        return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+        return [b - a for a, b in itertools.pairwise(stamps)]
 
 
 class _Tune:

@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import yaml
 
 from benchmarks.harness import run_pool
@@ -99,26 +100,19 @@ def timed_finetune(config: dict, **kwargs) -> None:
             log.write(json.dumps(call) + "\n")
 
 
+timed_finetune.__name__ = "finetune"  # Ray names trials after it
+
+
 def cpu_by_process(root: int) -> dict[int, tuple[str, float]]:
-    """CPU-seconds used so far by `root` and its descendants, by pid, with a kind (Linux /proc)."""
-    tick, table = os.sysconf("SC_CLK_TCK"), {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    """CPU-seconds used so far by `root` and its descendants, by pid, with a kind."""
+    parent, kinds = psutil.Process(root), {}
+    for process in [parent, *parent.children(recursive=True)]:
         try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
-            continue  # not a process, or it just ended
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        table[int(entry.name)] = (int(fields[1]), cmdline, (int(fields[11]) + int(fields[12])) / tick)
-    kinds = {}
-    for pid, (_, cmdline, cpu) in table.items():
-        ancestor = pid
-        while ancestor in table and ancestor != root:
-            ancestor = table[ancestor][0]
-        if ancestor == root:
-            kinds[pid] = (_kind(pid, root, cmdline), cpu)
+            with process.oneshot():
+                cmdline, cpu = " ".join(process.cmdline()), process.cpu_times()
+        except psutil.Error:
+            continue  # it just ended
+        kinds[process.pid] = (_kind(process.pid, root, cmdline), cpu.user + cpu.system)
     return kinds
 
 
@@ -131,9 +125,6 @@ def _kind(pid: int, root: int, cmdline: str) -> str:
         if name in cmdline:
             return name
     return "other Ray services (dashboard agent, monitors)"
-
-
-timed_finetune.__name__ = "finetune"  # Ray names trials after it
 
 
 def _sweep_child(spec: str, out: str) -> None:
@@ -240,7 +231,8 @@ def measure(epochs: int, train_per_class: int, repeats: int) -> list[dict]:
 
 def run(profile) -> Section:
     rounds = measure(profile.overhead_epochs, profile.overhead_train_per_class, profile.overhead_repeats)
-    ratio, end_to_end, occupancy, plain_occupancy, per_trial = [], [], [], [], []
+    ratio, end_to_end, per_trial = [], [], []
+    occupancy: dict[str, list[float]] = {"sweep": [], "plain": []}
     warm: dict[str, list[float]] = {"sweep": [], "plain": []}  # occupancy once each slot's worker is up
     for arms in rounds:
         sweep, plain = arms["sweep"], arms["plain"]
@@ -250,14 +242,13 @@ def run(profile) -> Section:
         plain_wall = plain["end"] - plain["start"]
         ratio.append(fit_wall / plain_wall)
         end_to_end.append((sweep["end"] - sweep["start"]) / plain_wall)
-        occupancy.append(sum(t["time_s"] for t in sweep["trials"]) / (fit_wall * CONCURRENCY))
-        plain_occupancy.append(sum(t["time_s"] for t in plain["trials"]) / (plain_wall * CONCURRENCY))
         per_trial += [s["time_s"] / p["time_s"] for s, p in zip(sweep["trials"], plain["trials"], strict=True)]
         arms["fit_wall_s"], arms["plain_wall_s"] = fit_wall, plain_wall
         arms["sweep_idle_slot_s"] = idle(sweep["trials"], sweep["fit_start"], sweep["fit_end"])
         arms["plain_idle_slot_s"] = idle(plain["trials"], plain["start"], plain["end"])
         for arm, wall in (("sweep", fit_wall), ("plain", plain_wall)):
             busy = sum(t["time_s"] for t in arms[arm]["trials"])
+            occupancy[arm].append(busy / (wall * CONCURRENCY))
             warm[arm].append(busy / (wall * CONCURRENCY - arms[f"{arm}_idle_slot_s"]["before first"]))
     profile_note = where_cpu_goes(rounds)
     last = rounds[-1]
@@ -276,7 +267,7 @@ def run(profile) -> Section:
         Figure(
             "overhead",
             "slot occupancy, sweep",
-            occupancy,
+            occupancy["sweep"],
             unit="",
             goal=(">=", 0.9),
             how=f"sum of `finetune` call times / (Tuner.fit wall x 2 slots); idle slot time: {idle_note}",
@@ -284,7 +275,7 @@ def run(profile) -> Section:
         Figure(
             "overhead",
             "slot occupancy, plain processes",
-            plain_occupancy,
+            occupancy["plain"],
             unit="",
             how=f"sum of `finetune` call times / (pool wall x 2 slots); idle slot time: {plain_note}",
         ),

@@ -98,7 +98,7 @@ def _git_commit() -> str | None:
 def _fmt(value: float, unit: str) -> str:
     if unit == "x":
         return f"{value:.2f}x" if value < 100 else f"{value:.0f}x"
-    if unit in ("ms",):
+    if unit == "ms":
         return f"{value:.1f} ms"
     if unit == "/s":
         return f"{value:.0f}/s"

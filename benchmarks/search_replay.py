@@ -27,6 +27,7 @@ searcher (and ASHA's bracket draw); the table, one training run per config, stay
 
 from __future__ import annotations
 
+import functools
 import heapq
 import statistics
 import warnings
@@ -56,8 +57,13 @@ METHODS = {
 }
 
 
+@functools.cache
+def _demo_spec() -> SweepSpec:
+    return load_spec(curves.DEMO_SPEC)  # once, not once per replayed seed
+
+
 def replay_spec(table: dict, algorithm: str, scheduler: str, seed: int) -> SweepSpec:
-    demo = load_spec(curves.DEMO_SPEC)
+    demo = _demo_spec()
     space = {name: {"type": "categorical", "choices": values} for name, values in table["space"].items()}
     space.update({k: v for k, v in table["fixed"].items() if k not in ("max_epochs", "weights", "seed")})
     es = demo.early_stopping

@@ -25,12 +25,12 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from benchmarks.curves import DEMO_SPEC
 from benchmarks.report import Figure, Section
 from orchestrator.search import FidelityOptunaSearch, make_sampler, open_study_storage
 from orchestrator.space import DefineByRun
 from orchestrator.spec import load_spec
 
-DEMO_SPEC = Path(__file__).resolve().parents[1] / "search_spaces" / "layers.yaml"
 BACKBONE_SCORE = {"test_resnet": 0.85, "mobilenetv3_small_050": 0.7, "test_vit": 0.6, "test_convnext": 0.9}
 
 
@@ -125,9 +125,9 @@ def _filled_storage(kind: str, folder: Path, history: list) -> optuna.storages.B
     # /dev/shm where there is one, then time against a copy on disk, where the sweep keeps its study.
     fill_dir = Path(tempfile.mkdtemp(dir="/dev/shm")) if Path("/dev/shm").is_dir() else folder
     try:
-        url = f"sqlite:///{fill_dir / 'fill.db'}"
-        optuna.create_study(study_name="bench", storage=url, direction="maximize").add_trials(history)
-        optuna.storages.RDBStorage(url).engine.dispose()
+        filling = optuna.storages.RDBStorage(f"sqlite:///{fill_dir / 'fill.db'}")
+        optuna.create_study(study_name="bench", storage=filling, direction="maximize").add_trials(history)
+        filling.engine.dispose()  # its connections closed before the file is copied
         shutil.copyfile(fill_dir / "fill.db", folder / "optuna.db")
     finally:
         if fill_dir != folder:

@@ -59,17 +59,13 @@ class Ours:
         self.device, self.precision, self.channels_last = device, precision, channels_last
 
     def step(self, batch) -> None:
-        train_one_epoch(
-            self.model,
-            [batch],
-            self.optimizer,
-            device=self.device,
-            precision=self.precision,
-            channels_last=self.channels_last,
-        )
+        self._train([batch])
 
     def epoch(self, batches) -> None:
         self.freezer.train()
+        self._train(batches)
+
+    def _train(self, batches) -> None:
         train_one_epoch(
             self.model,
             batches,
