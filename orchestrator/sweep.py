@@ -22,12 +22,14 @@ import optuna
 import ray
 import torch
 from ray import tune
+from ray.tune.logger import TBXLoggerCallback
 
 from orchestrator.datasets import source_task, target_task
 from orchestrator.errors import SpecError
 from orchestrator.pretrained import external_weights, source_weight_refs
 from orchestrator.progress import TrialLines
 from orchestrator.rank import RankReport, data_fingerprint, log_rank_run, prescreen, rank_backbones
+from orchestrator.records import TrialRecords, epoch_records
 from orchestrator.report import Report, make_report
 from orchestrator.resume import CheckpointRepair
 from orchestrator.search import FidelityOptunaSearch, make_sampler, make_scheduler, open_study_storage
@@ -368,12 +370,14 @@ def _write_state(storage: Storage, experiment: str, sweep_id: str, spec_hash: st
 
 
 def _init_ray(address: str | None) -> None:
-    if ray.is_initialized():
-        return
     # Checkpointing every epoch of short trials is intended; Ray would warn about it.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our TrialLines callback reports progress instead
+    # Ray's progress.csv would lose lines on a trial restart; our TrialRecords keeps result.json whole.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if ray.is_initialized():
+        return
     ray.init(
         address=address,  # already resolved from --address or RAY_ADDRESS
         include_dashboard=False,
@@ -415,6 +419,8 @@ def _new_tuner(spec: SweepSpec, trainable, runs: SweepRuns, storage: Storage, sw
             storage_filesystem=storage.ray_filesystem,
             callbacks=[
                 CheckpointRepair(),
+                TrialRecords(),  # result.json, kept whole across restarts; replaces Ray's JSON and CSV loggers
+                TBXLoggerCallback(),
                 MLflowLiveLogger(runs),
                 TrialLines(
                     spec.search.trials, spec.objective.metric, spec.objective.mode, spec.early_stopping.max_epochs
@@ -440,11 +446,7 @@ def _sync_to_mlflow(spec: SweepSpec, runs: SweepRuns, results, summary: SweepSum
     best, best_score = None, None
     for result in results:
         trial_id = Path(result.path).name
-        records = result.metrics_dataframe.to_dict("records") if result.metrics_dataframe is not None else []
-        # On remote storage Ray uploads progress.csv lazily, so after a crash it can lag the final
-        # result kept in the experiment snapshot: use whichever is further along.
-        if result.metrics and result.metrics.get("epoch", 0) > (records[-1].get("epoch", 0) if records else 0):
-            records.append(result.metrics)
+        records = epoch_records(result)
         last = records[-1] if records else {}
         outcome = trial_outcome(last, errored=result.error is not None, max_epochs=spec.early_stopping.max_epochs)
         summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1

@@ -103,7 +103,7 @@ def metrics_of(result: dict, step: int, timestamp_ms: int) -> list[Metric]:
         Metric(key, float(value), timestamp_ms, step)
         for key, value in result.items()
         if key not in RAY_KEYS
-        and isinstance(value, numbers.Real)  # numpy's too: records replayed from progress.csv hold them
+        and isinstance(value, numbers.Real)  # numpy's too: records read back by pandas hold them
         and not isinstance(value, bool)
         and math.isfinite(value)
     ]
@@ -134,7 +134,7 @@ class SweepRuns:
     parent_run_id: str | None = None
     experiment_id: str | None = None
     _children: dict[str, str] = field(default_factory=dict)
-    _logged_epoch: dict[str, int] = field(default_factory=dict)
+    _logged_epochs: dict[str, set[int]] = field(default_factory=dict)
 
     @property
     def client(self) -> MlflowClient:
@@ -149,7 +149,7 @@ class SweepRuns:
     def __getstate__(self) -> dict:
         # Pickled into Tune's experiment state on `storage`: caches are rebuilt, and a password in
         # the URI (from MLFLOW_TRACKING_URI) stays out; the resuming driver knows it again.
-        return {**self.__dict__, "_children": {}, "_logged_epoch": {}, "tracking_uri": redact(self.tracking_uri)}
+        return {**self.__dict__, "_children": {}, "_logged_epochs": {}, "tracking_uri": redact(self.tracking_uri)}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -199,7 +199,7 @@ class SweepRuns:
         if found:
             run_id = found[0].info.run_id
             history = client.get_metric_history(run_id, self.metric)
-            self._logged_epoch[trial_id] = max((m.step for m in history), default=0)
+            self._logged_epochs[trial_id] = {m.step for m in history}
         else:
             run = client.create_run(
                 self.experiment_id,
@@ -210,27 +210,28 @@ class SweepRuns:
             params = [Param(k, str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in flatten(config).items()]
             for i in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
                 client.log_batch(run_id, params=params[i : i + MAX_PARAMS_TAGS_PER_BATCH])
-            self._logged_epoch[trial_id] = 0
+            self._logged_epochs[trial_id] = set()
         self._children[trial_id] = run_id
         return run_id
 
     def log_epochs(self, trial_id: str, results: list[dict]) -> None:
-        """Log per-epoch results (step=epoch), skipping epochs this run already has."""
+        """Log per-epoch results (step=epoch), skipping epochs this run already has, wherever they fall."""
         run_id = self._children[trial_id]
-        done = self._logged_epoch.get(trial_id, 0)
+        logged = self._logged_epochs.setdefault(trial_id, set())
         metrics: list[Metric] = []
+        new: set[int] = set()
         node = None
         for result in results:
             epoch = int(result.get("epoch", 0))
             node = result.get("node_id") or node
-            if epoch > done:
+            if epoch not in logged | new:
                 stamp = int(result.get("timestamp", time.time()) * 1000)
                 metrics += metrics_of(result, epoch, stamp)
-                done = epoch
+                new.add(epoch)
         tags = [RunTag(NODE_ID, str(node))] if isinstance(node, str) else []  # the node of the latest epoch
         for i in range(0, max(len(metrics), 1), MAX_METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH], tags=tags if i == 0 else [])
-        self._logged_epoch[trial_id] = done
+        logged |= new
 
     def finish_child(self, trial_id: str, outcome: str, last: dict | None, best: float | None, error: str = "") -> None:
         run_id = self._children[trial_id]

@@ -6,6 +6,7 @@ and regularisers, resume if Tune hands us a checkpoint, then train epoch by epoc
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -31,6 +32,9 @@ from trainables.transfer import Freezer, frozen_group_count, resolve_transfer_la
 from trainables.transforms import data_config, eval_transform, loader, train_transform
 
 CHECKPOINT_FILE = "trial.pt"
+# Every epoch's result so far, beside the weights: the driver rebuilds from it any record that a
+# crash or a restart lost before it reached storage (see orchestrator/records.py).
+HISTORY_FILE = "history.json"
 # Tune requires the objective in every result, and the objective may be any val_* metric.
 DIVERGED_VALIDATION = {f"val_{name}": float("nan") for name in EVAL_METRICS}
 
@@ -94,9 +98,9 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
         "latency_ms": latency_ms_per_image(model, data_cfg["input_size"], device),
     }
 
-    done, last_metrics = _restore(model, optimizer, device)
+    done, history = _restore(model, optimizer, device)
     if done >= max_epochs:  # the driver died after the final checkpoint: tell Tune how the trial ended
-        tune.report(last_metrics)
+        tune.report(history[-1]["metrics"])
         return
     start_epoch = done + 1
 
@@ -154,7 +158,8 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
             **weight_drift(model, start_weights, groups),
             "node_id": ray.get_runtime_context().get_node_id(),  # which machine ran this epoch
         }
-        _report_with_checkpoint(metrics, model, optimizer, epoch)
+        history.append({"metrics": metrics, "timestamp": time.time()})
+        _report_with_checkpoint(metrics, history, model, optimizer, epoch)
 
 
 def _seed_epoch(seed: int, epoch: int) -> None:
@@ -171,22 +176,28 @@ def _trial_cpus() -> int:
         return max(1, min(4, os.cpu_count() or 1))
 
 
-def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, dict]:
-    """Load Tune's checkpoint if this trial is resuming; returns the last finished epoch and its metrics."""
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, list[dict]]:
+    """Load Tune's checkpoint if this trial is resuming; returns the last finished epoch and the history so far."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        return 0, {}
+        return 0, []
     with checkpoint.as_directory() as directory:
         state = torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location=device, weights_only=True)
+        with open(os.path.join(directory, HISTORY_FILE)) as file:
+            history = json.load(file)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    return int(state["epoch"]), state.get("metrics", {"epoch": int(state["epoch"])})
+    return int(state["epoch"]), history
 
 
-def _report_with_checkpoint(metrics: dict, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> None:
+def _report_with_checkpoint(
+    metrics: dict, history: list[dict], model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int
+) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "metrics": metrics}
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}
         torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
+        with open(os.path.join(directory, HISTORY_FILE), "w") as file:
+            json.dump(history, file)
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
 
 

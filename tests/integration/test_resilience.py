@@ -187,6 +187,9 @@ def test_driver_killed_at_three_moments_and_rerun_each_time_loses_nothing(workdi
     assert "resumed and finished" in last.output()
     children = assert_every_trial_accounted_for(f"sqlite:///{workdir / 'mlflow.db'}", "it", trials, max_epochs)
     assert {c.data.tags["outcome"] for c in children} <= {"completed", "pruned"}
+    for trial, records in trial_records(workdir, "it").items():  # Ray's own record: each epoch once, in order
+        epochs = [r["epoch"] for r in records]
+        assert epochs == list(range(1, len(epochs) + 1)), (trial, epochs)
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     assert len(client.search_model_versions("name = 'it-best'")) == 1
     with capsys.disabled():

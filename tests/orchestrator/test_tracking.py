@@ -41,6 +41,22 @@ def test_results_wait_through_an_outage_and_arrive_afterwards(tmp_path, monkeypa
     ]
 
 
+def test_a_replay_fills_epochs_missing_before_the_ones_already_logged_and_logs_each_once(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    live = SweepRuns(store, "gaps", "sweep-1", max_epochs=4, metric="val_acc")
+    live.start_parent(spec_text="experiment: gaps", spec_hash="h", tags={})
+    live.child("t1", "finetune_t1", {})
+    live.log_epochs("t1", [{"epoch": 3, "val_acc": 0.3}, {"epoch": 4, "val_acc": 0.4}])  # 1 and 2 died with a driver
+
+    replay = SweepRuns(store, "gaps", "sweep-1", max_epochs=4, metric="val_acc")  # the next driver, from Ray's records
+    replay.start_parent(spec_text="experiment: gaps", spec_hash="h", tags={})
+    replay.child("t1", "finetune_t1", {})
+    for _ in range(2):
+        replay.log_epochs("t1", [{"epoch": e, "val_acc": e / 10} for e in range(1, 5)])
+    history = MlflowClient(store).get_metric_history(live.child("t1", "", {}), "val_acc")
+    assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]
+
+
 def test_outcomes_and_flattened_params():
     assert trial_outcome({"epoch": 3}, errored=False, max_epochs=3) == "completed"
     assert trial_outcome({"epoch": 2}, errored=False, max_epochs=3) == "pruned"
@@ -49,7 +65,7 @@ def test_outcomes_and_flattened_params():
     assert flatten({"a": {"b": 1}, "c": 2}) == {"a.b": 1, "c": 2}
 
 
-def test_metrics_replayed_from_progress_csv_keep_their_numpy_integers():
+def test_metrics_read_back_by_pandas_keep_their_numpy_integers():
     """`orchestrator sync` replays records read by pandas, whose integers are numpy's."""
     import numpy as np
 

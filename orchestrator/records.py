@@ -1,0 +1,112 @@
+"""Every epoch of every trial recorded exactly once, whatever restarted in between.
+
+Ray writes a trial's result.json on the driver's disk and uploads it with the experiment
+snapshot, about every 10 s. When a trial restarts (its worker or node died, or a new driver
+resumed the sweep), Ray replaces the local file with the uploaded copy (ray-project/ray#38576):
+the lines written since the last upload are lost, and after a driver crash the lines never
+uploaded are gone with the machine. MLflow, replayed from that file, would lose them too.
+
+The trial itself keeps the durable copy: each checkpoint carries the history of every epoch
+so far (`trainables.finetune.HISTORY_FILE`), written to storage by the worker before Tune
+hears of the result. `TrialRecords` rebuilds a restarting trial's file from the newest copy
+plus that history, cut at the epoch the trial resumes from, so each epoch appears once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from ray.air.constants import EXPR_RESULT_FILE
+from ray.tune import Checkpoint, Result
+from ray.tune.logger import JsonLoggerCallback
+from ray.tune.utils.util import SafeFallbackEncoder
+
+from trainables.finetune import HISTORY_FILE
+
+logger = logging.getLogger(__name__)
+
+
+def checkpoint_history(checkpoint: Checkpoint) -> list[dict]:
+    """Every epoch's result up to and including the checkpoint's, oldest first ([] if unreadable)."""
+    try:
+        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{HISTORY_FILE}") as stream:
+            entries = json.loads(stream.readall())
+    except (OSError, ValueError) as exc:
+        logger.warning("cannot read the epoch history in %s (%s)", checkpoint.path, exc)
+        return []
+    return [{**entry["metrics"], "timestamp": entry["timestamp"]} for entry in entries]
+
+
+def with_history(records: list[dict], history: list[dict], through: int) -> list[dict]:
+    """Ray's records of epochs 1..`through`, each epoch they lack taken from the history; in epoch order."""
+    by_epoch = {int(h["epoch"]): h for h in history if h["epoch"] <= through}
+    by_epoch.update({int(r["epoch"]): r for r in records if "epoch" in r and r["epoch"] <= through})
+    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+
+
+def epoch_records(result: Result) -> list[dict]:
+    """A trial's results as the sweep ends, one per epoch in order, for replaying into MLflow."""
+    frame = result.metrics_dataframe
+    records = frame.to_dict("records") if frame is not None else []
+    # On remote storage Ray uploads result.json lazily, so after a crash it can lag the final
+    # result kept in the experiment snapshot: use whichever is further along.
+    if result.metrics and result.metrics.get("epoch", 0) > (records[-1].get("epoch", 0) if records else 0):
+        records.append(result.metrics)
+    # A driver killed mid-upload can leave result.json short of epochs the checkpoint has.
+    epochs = {int(r["epoch"]) for r in records if "epoch" in r}
+    if result.checkpoint and not set(range(1, max(epochs, default=0) + 1)) <= epochs:
+        records = with_history(records, checkpoint_history(result.checkpoint), through=max(epochs))
+    return records
+
+
+def _read_lines(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _rebuilt(trial, records: list[dict]) -> list[dict] | None:
+    """A (re)starting trial's records: what it resumes from and nothing after; None to keep them as they are."""
+    if trial.checkpoint is None:
+        return []  # it starts from scratch: every epoch is run and reported again
+    history = checkpoint_history(trial.checkpoint)
+    if not history:
+        return None  # nothing to rebuild from (warned)
+    backfill = {"trial_id": trial.trial_id, "config": trial.config, "restored_from_checkpoint": True}
+    history = [{**h, "training_iteration": h["epoch"], **backfill} for h in history]
+    return with_history(records, history, through=int(history[-1]["epoch"]))
+
+
+class TrialRecords(JsonLoggerCallback):
+    """Ray's JSON logger, made loss-free across trial restarts (see the module docstring)."""
+
+    def __init__(self):
+        super().__init__()
+        self._last_epoch: dict[str, int] = {}  # trial id -> newest epoch in its file
+
+    def _restore_from_remote(self, file_name: str, trial) -> None:
+        # log_trial_start calls this before it opens the file for appending. Ray's version
+        # overwrites the local file with the uploaded copy, which may be older.
+        if file_name != EXPR_RESULT_FILE:
+            return super()._restore_from_remote(file_name, trial)
+        local = Path(trial.local_path, file_name)
+        if not local.exists():  # this driver has no copy of its own: start from the uploaded one
+            super()._restore_from_remote(file_name, trial)
+        records = _rebuilt(trial, _read_lines(local))
+        if records is not None:
+            staged = local.with_name(f"{file_name}.rebuilt")
+            staged.write_text("".join(json.dumps(r, cls=SafeFallbackEncoder) + "\n" for r in records))
+            os.replace(staged, local)
+        epochs = [r["epoch"] for r in _read_lines(local) if "epoch" in r]
+        self._last_epoch[trial.trial_id] = max(epochs, default=0)
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        epoch = result.get("epoch")
+        if epoch is not None:
+            if epoch <= self._last_epoch.get(trial.trial_id, 0):
+                return  # the final epoch again, re-reported by a trial restored after it finished
+            self._last_epoch[trial.trial_id] = epoch
+        super().log_trial_result(iteration, trial, result)
