@@ -25,6 +25,7 @@ from ray import tune
 from ray.tune.logger import TBXLoggerCallback
 
 from orchestrator.datasets import source_task, target_task
+from orchestrator.environ import temporary_environ
 from orchestrator.errors import SpecError
 from orchestrator.pretrained import external_weights, source_weight_refs
 from orchestrator.progress import TrialLines
@@ -141,7 +142,10 @@ def run_sweep(
         )
     else:
         tuner = _new_tuner(spec, trainable, runs, storage, sweep_id, optuna_url)
-    results = tuner.fit()
+    # TrialRecords writes result.json; Ray's own loggers would add a progress.csv that loses lines
+    # when a trial restarts. Ray reads the switch as `fit` starts; other Tuners keep their loggers.
+    with temporary_environ(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1"):
+        results = tuner.fit()
     release_shared_features()  # the trials' shared frozen features; a detached actor would outlive the sweep
     print("All trials done; recording them in MLflow and registering the best model", flush=True)
 
@@ -370,14 +374,12 @@ def _write_state(storage: Storage, experiment: str, sweep_id: str, spec_hash: st
 
 
 def _init_ray(address: str | None) -> None:
+    if ray.is_initialized():
+        return
     # Checkpointing every epoch of short trials is intended; Ray would warn about it.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our TrialLines callback reports progress instead
-    # Ray's progress.csv would lose lines on a trial restart; our TrialRecords keeps result.json whole.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if ray.is_initialized():
-        return
     ray.init(
         address=address,  # already resolved from --address or RAY_ADDRESS
         include_dashboard=False,

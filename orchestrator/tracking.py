@@ -23,6 +23,7 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 from ray.tune import Callback
 
+from orchestrator.environ import temporary_environ
 from orchestrator.errors import UserError
 from orchestrator.storage import redact, redact_in
 
@@ -59,10 +60,9 @@ def default_tracking_uri(spec_uri: str | None) -> str:
 
 def check_reachable(tracking_uri: str, after: str = "Nothing was started.") -> None:
     """Fail in seconds, not after MLflow's minutes of retries, if the store cannot be reached."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
-    os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10")
     try:
-        MlflowClient(tracking_uri).search_experiments(max_results=1)
+        with temporary_environ(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+            MlflowClient(tracking_uri).search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001 - any failure here means the store is unusable
         reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
         reason = redact_in(reason, tracking_uri)  # MLflow's own message repeats the URL, credentials included
@@ -70,12 +70,6 @@ def check_reachable(tracking_uri: str, after: str = "Nothing was started.") -> N
             f"MLflow tracking store {redact(tracking_uri)} is unreachable ({reason}); start it, or set "
             f"MLFLOW_TRACKING_URI / mlflow.tracking_uri. {after}"
         ) from None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def trial_outcome(result: dict | None, *, errored: bool, max_epochs: int) -> str:
