@@ -34,17 +34,24 @@ def checkpoint_history(checkpoint: Checkpoint) -> list[dict]:
     try:
         with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{HISTORY_FILE}") as stream:
             entries = json.loads(stream.readall())
-    except (OSError, ValueError) as exc:
+        return [{**entry["metrics"], "timestamp": entry["timestamp"]} for entry in entries]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         logger.warning("cannot read the epoch history in %s (%s)", checkpoint.path, exc)
         return []
-    return [{**entry["metrics"], "timestamp": entry["timestamp"]} for entry in entries]
 
 
-def with_history(records: list[dict], history: list[dict], through: int) -> list[dict]:
-    """Ray's records of epochs 1..`through`, each epoch they lack taken from the history; in epoch order."""
-    by_epoch = {int(h["epoch"]): h for h in history if h["epoch"] <= through}
-    by_epoch.update({int(r["epoch"]): r for r in records if "epoch" in r and r["epoch"] <= through})
-    return [by_epoch[epoch] for epoch in sorted(by_epoch)]
+def with_history(records: list[dict], history: list[dict], through: int, backfill: dict | None = None) -> list[dict]:
+    """Epochs 1..`through`, one line each, in order.
+
+    The history is the run the checkpoint came from, so its values win where Ray's line for the
+    same epoch came from an attempt that was later abandoned; Ray's bookkeeping keys stay. An
+    epoch Ray lacks is the history's entry plus `backfill`."""
+    lines = {int(r["epoch"]): r for r in records if "epoch" in r and r["epoch"] <= through}
+    for entry in history:
+        epoch = int(entry["epoch"])
+        if epoch <= through:
+            lines[epoch] = {**lines[epoch], **entry} if epoch in lines else {**entry, **(backfill or {})}
+    return [lines[epoch] for epoch in sorted(lines)]
 
 
 def epoch_records(result: Result) -> list[dict]:
@@ -63,9 +70,16 @@ def epoch_records(result: Result) -> list[dict]:
 
 
 def _read_lines(path: Path) -> list[dict]:
+    """The file's records; a line torn by an interrupted upload is skipped (the history has that epoch)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
 
 
 def _rebuilt(trial, records: list[dict]) -> list[dict] | None:
@@ -76,8 +90,7 @@ def _rebuilt(trial, records: list[dict]) -> list[dict] | None:
     if not history:
         return None  # nothing to rebuild from (warned)
     backfill = {"trial_id": trial.trial_id, "config": trial.config, "restored_from_checkpoint": True}
-    history = [{**h, "training_iteration": h["epoch"], **backfill} for h in history]
-    return with_history(records, history, through=int(history[-1]["epoch"]))
+    return with_history(records, history, through=int(history[-1]["epoch"]), backfill=backfill)
 
 
 class TrialRecords(JsonLoggerCallback):
@@ -104,6 +117,8 @@ class TrialRecords(JsonLoggerCallback):
         self._last_epoch[trial.trial_id] = max(epochs, default=0)
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        if trial not in self._trial_files:
+            self.log_trial_start(trial)  # before reading the newest epoch, which starting sets
         epoch = result.get("epoch")
         if epoch is not None:
             if epoch <= self._last_epoch.get(trial.trial_id, 0):

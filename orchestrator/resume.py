@@ -10,21 +10,30 @@ on storage, or at none (the trial starts over).
 from __future__ import annotations
 
 import logging
+import posixpath
 
 import pyarrow.fs as pafs
 from ray.tune import Callback, Checkpoint
+
+from trainables.finetune import CHECKPOINT_FILE, HISTORY_FILE
 
 logger = logging.getLogger(__name__)
 
 
 def newest_checkpoint(missing: Checkpoint) -> Checkpoint | None:
-    """The trial's newest checkpoint directory that exists, beside the missing one."""
+    """The trial's newest complete checkpoint beside the missing one: weights and history both on storage.
+
+    A worker killed with its driver may have left its last checkpoint half uploaded."""
     fs, trial_dir = missing.filesystem, missing.path.rstrip("/").rsplit("/", 1)[0]
-    entries = fs.get_file_info(pafs.FileSelector(trial_dir, allow_not_found=True))
-    names = sorted(
-        e.base_name for e in entries if e.type == pafs.FileType.Directory and e.base_name.startswith("checkpoint_")
+    entries = fs.get_file_info(pafs.FileSelector(trial_dir, recursive=True, allow_not_found=True))
+    files = {e.path for e in entries if e.type == pafs.FileType.File}
+    complete = sorted(
+        folder
+        for folder in {posixpath.dirname(path) for path in files}
+        if posixpath.basename(folder).startswith("checkpoint_")
+        and {f"{folder}/{CHECKPOINT_FILE}", f"{folder}/{HISTORY_FILE}"} <= files
     )
-    return Checkpoint(f"{trial_dir}/{names[-1]}", filesystem=fs) if names else None
+    return Checkpoint(complete[-1], filesystem=fs) if complete else None
 
 
 def repair(trial) -> bool:

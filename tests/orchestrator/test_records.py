@@ -94,6 +94,8 @@ def test_a_new_driver_rebuilds_the_epochs_it_never_uploaded_from_the_checkpoint(
     _upload(trial)
     _run(first, trial, [2, 3])  # then the driver's machine is lost, staging copy and all
     shutil.rmtree(trial.local_path)
+    with Path(trial.storage.trial_fs_path, "result.json").open("a") as uploaded:
+        uploaded.write('{"epoch": 2, "val_')  # and the upload it was making is torn
     trial.init_local_path()
 
     resumed = TrialRecords()
@@ -134,11 +136,16 @@ def test_a_trial_restarting_without_a_checkpoint_starts_its_record_over(tmp_path
     assert _epochs(trial) == [1, 2]
 
 
-def test_with_history_prefers_rays_records_and_stops_at_the_given_epoch():
-    records = [{"epoch": 1, "source": "ray"}, {"epoch": 3, "source": "ray"}, {"epoch": 5, "source": "ray"}]
-    history = [{"epoch": e, "source": "checkpoint"} for e in range(1, 5)]
-    merged = with_history(records, history, through=4)
-    assert [(r["epoch"], r["source"]) for r in merged] == [(1, "ray"), (2, "checkpoint"), (3, "ray"), (4, "checkpoint")]
+def test_with_history_the_checkpoints_values_win_rays_bookkeeping_stays_and_it_stops_at_the_given_epoch():
+    records = [{"epoch": e, "val_acc": 0.0, "pid": 7} for e in (1, 3, 5)]  # 3 from an attempt later abandoned
+    history = [{"epoch": e, "val_acc": e / 10} for e in range(1, 5)]
+    merged = with_history(records, history, through=4, backfill={"restored_from_checkpoint": True})
+    assert [(r["epoch"], r["val_acc"], r.get("pid"), "restored_from_checkpoint" in r) for r in merged] == [
+        (1, 0.1, 7, False),
+        (2, 0.2, None, True),
+        (3, 0.3, 7, False),
+        (4, 0.4, None, True),
+    ]
 
 
 def test_the_replay_takes_epochs_an_interrupted_upload_left_out_from_the_final_checkpoint(tmp_path):

@@ -8,6 +8,7 @@ from ray.train._internal.session import _TrainingResult
 from ray.tune import Checkpoint, CheckpointConfig
 
 from orchestrator.resume import repair
+from trainables.finetune import CHECKPOINT_FILE, HISTORY_FILE
 
 
 class _Trial:
@@ -27,7 +28,8 @@ def _trial_with_checkpoints(tmp_path, names, latest):
     trial_dir = tmp_path / "t1"
     for name in names:
         (trial_dir / name).mkdir(parents=True)
-        (trial_dir / name / "trial.pt").write_bytes(b"x")
+        (trial_dir / name / CHECKPOINT_FILE).write_bytes(b"x")
+        (trial_dir / name / HISTORY_FILE).write_text("[]")
     manager = _CheckpointManager(checkpoint_config=CheckpointConfig(num_to_keep=2))
     manager.register_checkpoint(_TrainingResult(Checkpoint(str(trial_dir / latest)), {"epoch": 1}))
     return _Trial(manager), trial_dir
@@ -40,6 +42,16 @@ def test_missing_checkpoint_is_replaced_by_the_newest_one_on_storage(tmp_path):
     shutil.rmtree(trial_dir / "checkpoint_000000")  # retention deleted it after the snapshot
     assert repair(trial)
     assert trial.checkpoint.path == str(trial_dir / "checkpoint_000002")
+
+
+def test_a_half_uploaded_checkpoint_is_passed_over(tmp_path):
+    trial, trial_dir = _trial_with_checkpoints(
+        tmp_path, ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"], latest="checkpoint_000000"
+    )
+    shutil.rmtree(trial_dir / "checkpoint_000000")
+    (trial_dir / "checkpoint_000002" / HISTORY_FILE).unlink()  # its worker died mid-upload
+    assert repair(trial)
+    assert trial.checkpoint.path == str(trial_dir / "checkpoint_000001")
 
 
 def test_trial_without_any_checkpoint_left_starts_over(tmp_path):
