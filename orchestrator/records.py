@@ -108,13 +108,14 @@ class TrialRecords(JsonLoggerCallback):
         local = Path(trial.local_path, file_name)
         if not local.exists():  # this driver has no copy of its own: start from the uploaded one
             super()._restore_from_remote(file_name, trial)
-        records = _rebuilt(trial, _read_lines(local))
-        if records is not None:
+        records = _read_lines(local)
+        rebuilt = _rebuilt(trial, records)
+        if rebuilt is not None:
             staged = local.with_name(f"{file_name}.rebuilt")
-            staged.write_text("".join(json.dumps(r, cls=SafeFallbackEncoder) + "\n" for r in records))
+            staged.write_text("".join(json.dumps(r, cls=SafeFallbackEncoder) + "\n" for r in rebuilt))
             os.replace(staged, local)
-        epochs = [r["epoch"] for r in _read_lines(local) if "epoch" in r]
-        self._last_epoch[trial.trial_id] = max(epochs, default=0)
+            records = rebuilt
+        self._last_epoch[trial.trial_id] = max((r["epoch"] for r in records if "epoch" in r), default=0)
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         if trial not in self._trial_files:

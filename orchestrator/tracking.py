@@ -218,7 +218,7 @@ class SweepRuns:
         for result in results:
             epoch = int(result.get("epoch", 0))
             node = result.get("node_id") or node
-            if epoch not in logged | new:
+            if epoch not in logged and epoch not in new:
                 stamp = int(result.get("timestamp", time.time()) * 1000)
                 metrics += metrics_of(result, epoch, stamp)
                 new.add(epoch)

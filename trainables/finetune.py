@@ -159,7 +159,7 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
             "node_id": ray.get_runtime_context().get_node_id(),  # which machine ran this epoch
         }
         history.append({"metrics": metrics, "timestamp": time.time()})
-        _report_with_checkpoint(metrics, history, model, optimizer, epoch)
+        _report_with_checkpoint(history, model, optimizer)
 
 
 def _seed_epoch(seed: int, epoch: int) -> None:
@@ -190,11 +190,11 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.d
     return int(state["epoch"]), history
 
 
-def _report_with_checkpoint(
-    metrics: dict, history: list[dict], model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int
-) -> None:
+def _report_with_checkpoint(history: list[dict], model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Report the newest epoch of `history` to Tune, with the weights and the whole history as its checkpoint."""
+    metrics = history[-1]["metrics"]
     with tempfile.TemporaryDirectory() as directory:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": metrics["epoch"]}
         torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
         with open(os.path.join(directory, HISTORY_FILE), "w") as file:
             json.dump(history, file)
