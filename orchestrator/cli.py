@@ -14,6 +14,8 @@ from orchestrator.errors import UserError
 from orchestrator.storage import redact
 
 EXIT_USER_ERROR = 2
+EXIT_RECORD_BROKEN = 1  # `check`: an invariant does not hold
+EXIT_INTERRUPTED = 130  # as a shell reports a Ctrl-C
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,11 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        code = getattr(exc, "exit_code", EXIT_USER_ERROR)
+        print(f"{'interrupted' if code == EXIT_INTERRUPTED else 'error'}: {exc}", file=sys.stderr)
+        return code
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="rebuild the current sweep's report and log it to its MLflow parent run")
     report.add_argument("spec", type=Path)
     report.set_defaults(func=_report)
+
+    check = sub.add_parser("check", help="check the current sweep's record: Ray, Optuna, MLflow and the report agree")
+    check.add_argument("spec", type=Path)
+    check.set_defaults(func=_check)
 
     validate = sub.add_parser("validate", help="check a spec and build its backbones, without training")
     validate.add_argument("spec", type=Path)
@@ -80,14 +87,35 @@ def _sweep(args: argparse.Namespace) -> int:
         args.spec, address=args.address, trials=args.trials, max_epochs=args.max_epochs, fresh=args.fresh
     )
     print(format_summary(summary))
-    return 0
+    return _print_audit(summary.audit)
 
 
 def _sync(args: argparse.Namespace) -> int:
     from orchestrator.sweep import sync_sweep
 
-    print(format_summary(sync_sweep(args.spec)))
-    return 0
+    summary = sync_sweep(args.spec)
+    print(format_summary(summary))
+    return _print_audit(summary.audit)
+
+
+def _check(args: argparse.Namespace) -> int:
+    from orchestrator.sweep import check_sweep
+
+    return _print_audit(check_sweep(args.spec))
+
+
+def _print_audit(audit) -> int:
+    from orchestrator.check import INVARIANTS
+
+    if audit is None:
+        return 0
+    if audit.ok:
+        print(f"Record check: all {len(INVARIANTS)} invariants hold for {audit.trials} trials")
+        return 0
+    print(f"Record check: {len(audit.problems)} violations", file=sys.stderr)
+    for problem in audit.problems:
+        print(f"  {problem}", file=sys.stderr)
+    return EXIT_RECORD_BROKEN
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import timm
 import torch
 from safetensors.torch import load, save
 
+from orchestrator import faults
 from orchestrator.errors import SpecError
 from orchestrator.spec import SweepSpec
 from orchestrator.storage import Storage
@@ -85,6 +86,7 @@ def pretrained_on_source(spec: SweepSpec, source_data: TaskData, storage: Storag
             b: remote.remote(b, task_ref, spec.data.image_size, p.epochs, spec.search.seed, p.lr, max(1, int(cpus)))
             for b in missing
         }
+        faults.reach("pretraining")
         for backbone, ref in refs.items():
             state = {k: v.contiguous() for k, v in ray.get(ref).items()}
             storage.write_bytes(save(state), CACHE_DIR, names[backbone])

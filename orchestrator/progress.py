@@ -7,7 +7,7 @@ import math
 
 from ray.tune import Callback
 
-from orchestrator.tracking import trial_outcome
+from orchestrator.outcomes import trial_outcome
 
 SHOWN_PARAMS = ("backbone", "transfer_layers", "unfreeze", "lr")
 

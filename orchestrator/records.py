@@ -8,7 +8,7 @@ uploaded are gone with the machine. MLflow, replayed from that file, would lose 
 
 The trial itself keeps the durable copy: each checkpoint carries the history of every epoch
 so far (`trainables.finetune.HISTORY_FILE`), written to storage by the worker before Tune
-hears of the result. `TrialRecords` rebuilds a restarting trial's file from the newest copy
+hears of the result. `ResultLog` rebuilds a restarting trial's file from the newest copy
 plus that history, cut at the epoch the trial resumes from, so each epoch appears once.
 """
 
@@ -17,27 +17,48 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
+from dataclasses import dataclass
 from pathlib import Path
 
-from ray.air.constants import EXPR_RESULT_FILE
-from ray.tune import Checkpoint, Result
+import pyarrow.fs as pafs
+from ray.air.constants import EXPR_PARAM_FILE, EXPR_RESULT_FILE
+from ray.tune import Checkpoint
 from ray.tune.logger import JsonLoggerCallback
 from ray.tune.utils.util import SafeFallbackEncoder
 
-from trainables.finetune import HISTORY_FILE
+from trainables.finetune import CHECKPOINT_FILE, HISTORY_FILE
 
 logger = logging.getLogger(__name__)
 
 
 def checkpoint_history(checkpoint: Checkpoint) -> list[dict]:
     """Every epoch's result up to and including the checkpoint's, oldest first ([] if unreadable)."""
+    return _history_at(checkpoint.filesystem, checkpoint.path)
+
+
+def _history_at(fs: pafs.FileSystem, folder: str) -> list[dict]:
     try:
-        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path}/{HISTORY_FILE}") as stream:
+        with fs.open_input_stream(f"{folder}/{HISTORY_FILE}") as stream:
             entries = json.loads(stream.readall())
         return [{**entry["metrics"], "timestamp": entry["timestamp"]} for entry in entries]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        logger.warning("cannot read the epoch history in %s (%s)", checkpoint.path, exc)
+        logger.warning("cannot read the epoch history in %s (%s)", folder, exc)
         return []
+
+
+def complete_checkpoints(fs: pafs.FileSystem, trial_dir: str) -> list[str]:
+    """A trial's checkpoint folders that hold both weights and history, oldest first.
+
+    A worker killed with its driver may have left its last checkpoint half uploaded."""
+    entries = fs.get_file_info(pafs.FileSelector(trial_dir, recursive=True, allow_not_found=True))
+    files = {e.path for e in entries if e.type == pafs.FileType.File}
+    return sorted(
+        folder
+        for folder in {posixpath.dirname(path) for path in files}
+        if posixpath.basename(folder).startswith("checkpoint_")
+        and {f"{folder}/{CHECKPOINT_FILE}", f"{folder}/{HISTORY_FILE}"} <= files
+    )
 
 
 def with_history(records: list[dict], history: list[dict], through: int, backfill: dict | None = None) -> list[dict]:
@@ -54,27 +75,34 @@ def with_history(records: list[dict], history: list[dict], through: int, backfil
     return [lines[epoch] for epoch in sorted(lines)]
 
 
-def epoch_records(result: Result) -> list[dict]:
-    """A trial's results as the sweep ends, one per epoch in order, for replaying into MLflow."""
-    frame = result.metrics_dataframe
-    records = frame.to_dict("records") if frame is not None else []
-    # On remote storage Ray uploads result.json lazily, so after a crash it can lag the final
-    # result kept in the experiment snapshot: use whichever is further along.
-    if result.metrics and result.metrics.get("epoch", 0) > (records[-1].get("epoch", 0) if records else 0):
-        records.append(result.metrics)
-    # A driver killed mid-upload can leave result.json short of epochs the checkpoint has.
-    epochs = {int(r["epoch"]) for r in records if "epoch" in r}
-    if result.checkpoint and not set(range(1, max(epochs, default=0) + 1)) <= epochs:
-        records = with_history(records, checkpoint_history(result.checkpoint), through=max(epochs))
-    return records
+@dataclass(frozen=True)
+class TrialRecords:
+    """One trial's per-epoch results as storage holds them, and where its final weights are."""
+
+    records: list[dict]  # one per epoch, oldest first
+    final_checkpoint: str | None  # the newest complete checkpoint folder, if any
 
 
-def _read_lines(path: Path) -> list[dict]:
+def read_trial(fs: pafs.FileSystem, trial_dir: str) -> TrialRecords:
+    """Ray's result.json for the trial, with any epoch it lacks taken from the newest checkpoint's
+    history (on S3 Ray uploads result.json lazily, and a driver killed mid-upload can leave it short)."""
+    records = _read_lines(fs, f"{trial_dir}/{EXPR_RESULT_FILE}")
+    checkpoints = complete_checkpoints(fs, trial_dir)
+    newest = checkpoints[-1] if checkpoints else None
+    history = _history_at(fs, newest) if newest else []
+    through = max([int(r["epoch"]) for r in records if "epoch" in r] + [int(h["epoch"]) for h in history] or [0])
+    return TrialRecords(records=with_history(records, history, through=through), final_checkpoint=newest)
+
+
+def _read_lines(fs: pafs.FileSystem, path: str) -> list[dict]:
     """The file's records; a line torn by an interrupted upload is skipped (the history has that epoch)."""
-    if not path.exists():
+    try:
+        with fs.open_input_stream(path) as stream:
+            text = stream.readall().decode()
+    except (FileNotFoundError, OSError):
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             records.append(json.loads(line))
         except ValueError:
@@ -93,7 +121,7 @@ def _rebuilt(trial, records: list[dict]) -> list[dict] | None:
     return with_history(records, history, through=int(history[-1]["epoch"]), backfill=backfill)
 
 
-class TrialRecords(JsonLoggerCallback):
+class ResultLog(JsonLoggerCallback):
     """Ray's JSON logger, made loss-free across trial restarts (see the module docstring)."""
 
     def __init__(self):
@@ -108,7 +136,7 @@ class TrialRecords(JsonLoggerCallback):
         local = Path(trial.local_path, file_name)
         if not local.exists():  # this driver has no copy of its own: start from the uploaded one
             super()._restore_from_remote(file_name, trial)
-        records = _read_lines(local)
+        records = _read_lines(pafs.LocalFileSystem(), str(local))
         rebuilt = _rebuilt(trial, records)
         if rebuilt is not None:
             staged = local.with_name(f"{file_name}.rebuilt")
@@ -116,6 +144,12 @@ class TrialRecords(JsonLoggerCallback):
             os.replace(staged, local)
             records = rebuilt
         self._last_epoch[trial.trial_id] = max((r["epoch"] for r in records if "epoch" in r), default=0)
+
+    def update_config(self, trial, config: dict) -> None:
+        # params.json only: Ray's params.pkl would put a pickle on shared storage that nothing needs.
+        self._trial_configs[trial] = config
+        with Path(trial.local_path, EXPR_PARAM_FILE).open("w") as file:
+            json.dump(config, file, indent=2, sort_keys=True, cls=SafeFallbackEncoder)
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         if trial not in self._trial_files:

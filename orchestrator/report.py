@@ -30,7 +30,7 @@ from optuna.importance import FanovaImportanceEvaluator
 from optuna.trial import TrialState
 from scipy.stats import spearmanr
 
-from orchestrator import plots
+from orchestrator import faults, plots
 from orchestrator.errors import UserError
 from orchestrator.rank import KIND_TAG
 from orchestrator.search import open_study_storage
@@ -191,6 +191,7 @@ def make_report(spec: SweepSpec, runs: SweepRuns, optuna_url: str, *, best_run_i
     client = runs.client
     parent = _parent_run(client, runs)
     report = build_report(spec, client, parent, optuna_url, best_run_id=best_run_id)
+    faults.reach("report")
     log_report(client, report, parent.info.artifact_uri)
     return report
 

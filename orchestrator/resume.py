@@ -10,29 +10,19 @@ on storage, or at none (the trial starts over).
 from __future__ import annotations
 
 import logging
-import posixpath
 
 import pyarrow.fs as pafs
 from ray.tune import Callback, Checkpoint
 
-from trainables.finetune import CHECKPOINT_FILE, HISTORY_FILE
+from orchestrator.records import complete_checkpoints
 
 logger = logging.getLogger(__name__)
 
 
 def newest_checkpoint(missing: Checkpoint) -> Checkpoint | None:
-    """The trial's newest complete checkpoint beside the missing one: weights and history both on storage.
-
-    A worker killed with its driver may have left its last checkpoint half uploaded."""
+    """The trial's newest complete checkpoint beside the missing one (weights and history both on storage)."""
     fs, trial_dir = missing.filesystem, missing.path.rstrip("/").rsplit("/", 1)[0]
-    entries = fs.get_file_info(pafs.FileSelector(trial_dir, recursive=True, allow_not_found=True))
-    files = {e.path for e in entries if e.type == pafs.FileType.File}
-    complete = sorted(
-        folder
-        for folder in {posixpath.dirname(path) for path in files}
-        if posixpath.basename(folder).startswith("checkpoint_")
-        and {f"{folder}/{CHECKPOINT_FILE}", f"{folder}/{HISTORY_FILE}"} <= files
-    )
+    complete = complete_checkpoints(fs, trial_dir)
     return Checkpoint(complete[-1], filesystem=fs) if complete else None
 
 

@@ -8,10 +8,13 @@ from the environment (or the usual AWS config), never from the spec.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import socket
+import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -38,11 +41,6 @@ class Storage:
         """The same location as a user would write it."""
         return ("s3://" if not self.is_local else "") + self.path(*parts)
 
-    @property
-    def ray_filesystem(self) -> pafs.FileSystem | None:
-        """What to hand Ray Tune: None lets Ray use its local default."""
-        return None if self.is_local else self.fs
-
     def exists(self, *parts: str) -> bool:
         return self.fs.get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
 
@@ -66,11 +64,34 @@ class Storage:
     def write_text(self, text: str, *parts: str) -> None:
         self.write_bytes(text.encode(), *parts)
 
-    def check_writable(self, *parts: str) -> None:
-        """Raises OSError if nothing can be written here."""
-        probe = (*parts, f".write-test-{uuid.uuid4().hex[:8]}")
-        self.write_bytes(b"", *probe)
-        self.fs.delete_file(self.path(*probe))
+    def unwritable(self, *parts: str) -> str | None:
+        """Why nothing could be written at this location, or None. A local path is judged without
+        writing anything (by its nearest existing folder); S3 is probed with an object deleted at once."""
+        if not self.is_local:
+            probe = (*parts, f".write-test-{uuid.uuid4().hex[:8]}")
+            try:
+                self.write_bytes(b"", *probe)
+                self.fs.delete_file(self.path(*probe))
+            except OSError as exc:
+                return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return None
+        path = Path(self.path(*parts))
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            return f"{existing} is not a directory"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"permission denied on {existing}"
+        return None
+
+    @contextlib.contextmanager
+    def local_copy(self, path: str) -> Iterator[str]:
+        """A local folder holding what `path` (a folder in this storage) holds."""
+        if self.is_local:
+            yield path
+            return
+        with tempfile.TemporaryDirectory() as directory:
+            pafs.copy_files(path, directory, source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
+            yield directory
 
 
 def redact(uri: str) -> str:

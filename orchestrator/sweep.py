@@ -1,50 +1,55 @@
-"""`run_sweep`: spec → Ray Tune (Optuna + ASHA) → MLflow, with resume.
+"""The sweep commands: run (or resume) a sweep, replay it into MLflow, report on it, check its
+record, and rank backbones. Each is a library function the CLI calls.
 
-Layout under `storage`:
-    <storage>/<experiment>/sweep.json     which sweep is current, and the hash of its spec
-    <storage>/<experiment>/optuna.journal Optuna studies (one per sweep), for optuna-dashboard
-    <storage>/<experiment>/<sweep_id>/    Ray Tune's experiment: trial results and checkpoints
-    <storage>/pretrained/                 source weights, cached by content hash
+A sweep's life: check every input (nothing written yet), lock the experiment, record the sweep
+as current, open its MLflow parent run, pretrain source weights, run Ray Tune (new, or restored
+from the driver's signed state), then record every trial in MLflow and Optuna, register the best
+model, build the report, and check the record's invariants (`orchestrator.check`).
 """
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import ray
 import torch
 from ray import tune
-from ray.tune.logger import TBXLoggerCallback
 
+from orchestrator import faults
+from orchestrator.check import Audit, check_record
 from orchestrator.datasets import source_task, target_task
 from orchestrator.environ import temporary_environ
-from orchestrator.errors import SpecError
+from orchestrator.errors import SpecError, UserError
+from orchestrator.ledger import Manifest, read_state
+from orchestrator.lock import LOCK_FILE, DriverLock
 from orchestrator.pretrained import external_weights, source_weight_refs
-from orchestrator.progress import TrialLines
 from orchestrator.rank import RankReport, data_fingerprint, log_rank_run, prescreen, rank_backbones
-from orchestrator.records import TrialRecords, epoch_records
+from orchestrator.recording import RecordedTrial, pick_best, record_trials
+from orchestrator.registry import register_best
 from orchestrator.report import Report, make_report
-from orchestrator.resume import CheckpointRepair
-from orchestrator.search import FidelityOptunaSearch, make_sampler, make_scheduler, open_study_storage
-from orchestrator.space import DefineByRun
+from orchestrator.search import open_study_storage
 from orchestrator.spec import SweepSpec, load_spec
 from orchestrator.storage import Storage, is_remote_cluster, redact
-from orchestrator.tracking import (
-    MLflowLiveLogger,
-    SweepRuns,
-    check_reachable,
-    default_tracking_uri,
-    log_best_model,
-    trial_outcome,
+from orchestrator.sweep_state import (
+    FINISHED,
+    INTERRUPTED,
+    RUNNING,
+    SweepRecord,
+    current_sweep,
+    read_record,
+    write_record,
 )
+from orchestrator.tracking import SweepRuns, check_reachable, default_tracking_uri
+from orchestrator.tuner import build_tuner
 from trainables import finetune
 from trainables.data import TaskData
 from trainables.feature_cache import release_shared_features
@@ -52,7 +57,13 @@ from trainables.finetune import evaluate_split, load_checkpoint_model
 from trainables.models import ImageClassifier
 from trainables.transforms import data_config
 
-CHECKPOINTS_TO_KEEP = 2
+EXIT_INTERRUPTED = 130
+
+
+class SweepInterrupted(UserError):
+    """The sweep stopped before every trial ended (Ctrl-C, SIGTERM); running it again resumes it."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 @dataclass
@@ -75,6 +86,23 @@ class SweepSummary:
     optuna_storage: str = ""
     ray_path: str = ""
     report: str = ""  # the sweep report's terminal summary
+    audit: Audit | None = None  # the record's invariants, checked after the sweep
+
+
+@dataclass
+class _Sweep:
+    """What the commands share about one sweep of one spec."""
+
+    spec: SweepSpec
+    source: str
+    storage: Storage
+    record: SweepRecord
+    runs: SweepRuns
+    study_location: str
+
+    @property
+    def sweep_id(self) -> str:
+        return self.record.sweep_id
 
 
 def run_sweep(
@@ -84,7 +112,10 @@ def run_sweep(
     trials: int | None = None,
     max_epochs: int | None = None,
     fresh: bool = False,
+    trainable: Callable | None = None,
 ) -> SweepSummary:
+    """Run the spec's sweep, or resume its current one. `trainable` replaces the fine-tuning trial
+    (tests of the record-keeping with a trial that needs no data); no model is then registered."""
     started = time.time()
     overrides: dict[str, dict[str, Any]] = {}
     if trials is not None:
@@ -92,108 +123,112 @@ def run_sweep(
     if max_epochs is not None:
         overrides["early_stopping"] = {"max_epochs": max_epochs}
     spec = load_spec(spec_path, overrides)
+    source = str(spec_path)
     spec_text = Path(spec_path).read_text()
-
-    target, external, source = _load_inputs(spec, spec_path)
-
+    target, external, pretrain_data = _load_inputs(spec, spec_path) if trainable is None else (None, {}, None)
     address = address or os.environ.get("RAY_ADDRESS")
-    storage = _open_storage(spec, str(spec_path), address)
-    sweep_id, resumed = _current_sweep(spec, storage, str(spec_path), fresh)
-    optuna_url = _study_location(spec, storage)
+    storage = _open_storage(spec, source, address)
+    tracking_uri = default_tracking_uri(spec.mlflow.tracking_uri)
+    _bounded_mlflow_retries()
+    check_reachable(tracking_uri)  # an unreachable store fails here, before anything is written
 
-    # MLflow first: an unreachable or misconfigured store fails here, before any compute.
-    runs = _sweep_runs(spec, sweep_id)
-    # MLflow's default (7 retries, 120 s timeout) would stall Tune's event loop for minutes in an outage.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-    check_reachable(runs.tracking_uri)
-    runs.start_parent(
-        spec_text=spec_text,
-        spec_hash=spec.spec_hash(),
-        tags={
-            "ray.experiment_path": storage.display(spec.experiment, sweep_id),
-            "optuna.storage": redact(optuna_url),
-            "optuna.study": sweep_id,
-        },
-    )
-    _write_state(storage, spec.experiment, sweep_id, spec.spec_hash())
-
-    _init_ray(address)
-    weights = source_weight_refs(spec, storage, cpus=spec.resources.cpu, loaded=external, source_data=source)
-    if spec.search.prescreen is not None:
-        # Only the search space shrinks: the spec hash stays the written spec's, and the kept list
-        # is stored on the parent run, so a resumed sweep searches the same backbones.
-        spec = prescreen(spec, runs, target, weights)
-        weights = {backbone: weights[backbone] for backbone in spec.backbones}
-
-    trainable = tune.with_resources(
-        tune.with_parameters(finetune, task=target, image_size=spec.data.image_size, source_weights=weights),
-        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
-    )
-    ray_path = storage.path(spec.experiment, sweep_id)
-    if resumed and tune.Tuner.can_restore(ray_path, storage_filesystem=storage.ray_filesystem):
-        print(f"Resuming sweep {sweep_id} from {storage.display(spec.experiment, sweep_id)}", flush=True)
-        tuner = tune.Tuner.restore(
-            ray_path,
-            trainable,
-            resume_unfinished=True,
-            resume_errored=True,
-            storage_filesystem=storage.ray_filesystem,
-        )
-    else:
-        tuner = _new_tuner(spec, trainable, runs, storage, sweep_id, optuna_url)
-    # TrialRecords writes result.json; Ray's own loggers would add a progress.csv that loses lines
-    # when a trial restarts. Ray reads the switch as `fit` starts; other Tuners keep their loggers.
-    with temporary_environ(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1"):
-        results = tuner.fit()
-    release_shared_features()  # the trials' shared frozen features; a detached actor would outlive the sweep
-    print("All trials done; recording them in MLflow and registering the best model", flush=True)
-
-    return _finish_or_explain(
-        spec,
-        runs,
-        results,
-        target,
-        started=started,
-        resumed=resumed,
-        sweep_id=sweep_id,
-        optuna_url=optuna_url,
-        storage=storage,
-    )
+    with _experiment_lock(storage, spec.experiment, "sweep") as lock:
+        record, resumed = current_sweep(storage, spec.experiment, spec.spec_hash(), source, fresh)
+        if lock.takeover_note():
+            print(lock.takeover_note(), flush=True)
+        sweep = _open_sweep(spec, source, storage, record, tracking_uri)
+        try:
+            record.status = RUNNING
+            write_record(storage, spec.experiment, record)
+            faults.reach("start")
+            sweep.runs.start_parent(spec_text=spec_text, spec_hash=spec.spec_hash(), tags=_parent_tags(sweep))
+            faults.reach("parent-run")
+            _init_ray(address)
+            if trainable is None:
+                weights = source_weight_refs(
+                    spec, storage, cpus=spec.resources.cpu, loaded=external, source_data=pretrain_data
+                )
+                if spec.search.prescreen is not None:
+                    # Only the search space shrinks: the spec hash stays the written spec's, and the kept
+                    # list is stored on the parent run, so a resumed sweep searches the same backbones.
+                    spec = sweep.spec = prescreen(spec, sweep.runs, target, weights)
+                    weights = {backbone: weights[backbone] for backbone in spec.backbones}
+                trainable = tune.with_parameters(
+                    finetune, task=target, image_size=spec.data.image_size, source_weights=weights
+                )
+            trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
+            state = read_state(storage, spec.experiment, sweep.sweep_id)
+            if state is not None:
+                print(f"Resuming sweep {sweep.sweep_id} from {storage.display(spec.experiment, sweep.sweep_id)}")
+            tuner = build_tuner(
+                spec,
+                trainable,
+                runs=sweep.runs,
+                storage=storage,
+                sweep_id=sweep.sweep_id,
+                study_location=sweep.study_location,
+                state=state,
+            )
+            faults.reach("tuner")
+            # ResultLog writes result.json; Ray's own loggers would add a progress.csv that loses lines when
+            # a trial restarts. Ray reads the switch as `fit` starts; other Tuners keep their loggers.
+            with temporary_environ(TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1"), _sigterm_stops_gracefully():
+                tuner.fit()
+            release_shared_features()  # the trials' shared frozen features; a detached actor would outlive it
+            state = read_state(storage, spec.experiment, sweep.sweep_id)
+            manifest = state.manifest if state is not None else Manifest(requested=spec.search.trials)
+            if manifest.complete:
+                print("All trials done; recording them in MLflow and registering the best model", flush=True)
+            return _finish_or_explain(sweep, manifest, target, started=started, resumed=resumed)
+        except KeyboardInterrupt:
+            _mark_interrupted(sweep)
+            raise
 
 
 def sync_sweep(spec_path: str | Path) -> SweepSummary:
-    """Replay the current sweep's Ray records into MLflow, without running anything.
+    """Replay the current sweep's Ray records into MLflow and Optuna, without running anything.
 
     Idempotent: epochs already logged are skipped, runs are found by tag, and the best model
     is registered only once. `run_sweep` ends with the same pass."""
     started = time.time()
     spec = load_spec(spec_path)
-    storage = _open_storage(spec, str(spec_path), address=None)
-    if not storage.exists(spec.experiment, "sweep.json"):
-        raise SpecError(str(spec_path), "experiment", f"no sweep of {spec.experiment!r} in {storage.display()} to sync")
-    sweep_id, _ = _current_sweep(spec, storage, str(spec_path), fresh=False)
-    target = target_task(spec, str(spec_path))
-    optuna_url = _study_location(spec, storage)
-    runs = _sweep_runs(spec, sweep_id)
-    runs.start_parent(spec_text=Path(spec_path).read_text(), spec_hash=spec.spec_hash(), tags={})
-    analysis = tune.ExperimentAnalysis(
-        storage.path(spec.experiment, sweep_id),
-        storage_filesystem=storage.ray_filesystem,
-        default_metric=spec.objective.metric,
-        default_mode=spec.objective.mode,
-    )
-    return _finish_or_explain(
-        spec,
-        runs,
-        tune.ResultGrid(analysis),
-        target,
-        started=started,
-        resumed=True,
-        sweep_id=sweep_id,
-        optuna_url=optuna_url,
-        storage=storage,
-    )
+    source = str(spec_path)
+    storage = _open_storage(spec, source, address=None)
+    tracking_uri = default_tracking_uri(spec.mlflow.tracking_uri)
+    _bounded_mlflow_retries()
+    check_reachable(tracking_uri)
+    with _experiment_lock(storage, spec.experiment, "sync"):
+        record = _existing_sweep(spec, storage, source, "sync")
+        sweep = _open_sweep(spec, source, storage, record, tracking_uri)
+        state = read_state(storage, spec.experiment, record.sweep_id)
+        if state is None:
+            raise UserError(
+                f"sweep {record.sweep_id} never reached Ray's first snapshot, so it has nothing to sync; "
+                "run `orchestrator sweep SPEC` to start it"
+            )
+        sweep.runs.start_parent(spec_text=Path(spec_path).read_text(), spec_hash=spec.spec_hash(), tags={})
+        return _finish_or_explain(sweep, state.manifest, target_task(spec, source), started=started, resumed=True)
+
+
+def report_sweep(spec_path: str | Path) -> Report:
+    """`orchestrator report`: rebuild the current sweep's report from MLflow and the Optuna study,
+    and log it to the sweep's parent run again."""
+    spec = load_spec(spec_path, local_files=False)
+    storage = Storage(spec.storage)  # only read, so nothing is created where there is no sweep
+    record = _existing_sweep(spec, storage, str(spec_path), "report on")
+    sweep = _open_sweep(spec, str(spec_path), storage, record, default_tracking_uri(spec.mlflow.tracking_uri))
+    check_reachable(sweep.runs.tracking_uri)
+    return make_report(spec, sweep.runs, sweep.study_location)
+
+
+def check_sweep(spec_path: str | Path) -> Audit:
+    """`orchestrator check`: the current sweep's record against its invariants (reads only)."""
+    spec = load_spec(spec_path, local_files=False)
+    storage = Storage(spec.storage)
+    _existing_sweep(spec, storage, str(spec_path), "check")
+    tracking_uri = default_tracking_uri(spec.mlflow.tracking_uri)
+    check_reachable(tracking_uri)
+    return _audit(spec, storage, tracking_uri)
 
 
 def rank_spec(spec_path: str | Path, *, address: str | None = None) -> RankReport:
@@ -227,25 +262,126 @@ def rank_spec(spec_path: str | Path, *, address: str | None = None) -> RankRepor
     )
 
 
-def report_sweep(spec_path: str | Path) -> Report:
-    """`orchestrator report`: rebuild the current sweep's report from MLflow and the Optuna study,
-    and log it to the sweep's parent run again."""
-    spec = load_spec(spec_path)
-    storage = Storage(spec.storage)  # only read, so nothing is created where there is no sweep
-    if not storage.exists(spec.experiment, "sweep.json"):
-        raise SpecError(
-            str(spec_path), "experiment", f"no sweep of {spec.experiment!r} in {storage.display()} to report on"
+# -- the end of a sweep -------------------------------------------------------------------
+
+
+def _finish_or_explain(sweep: _Sweep, manifest: Manifest, target, **kwargs) -> SweepSummary:
+    """`_finish`, turning an MLflow outage at the end of a finished sweep into one clear line."""
+    try:
+        return _finish(sweep, manifest, target, **kwargs)
+    except (UserError, KeyboardInterrupt):
+        raise
+    except Exception:
+        check_reachable(
+            sweep.runs.tracking_uri,
+            after="The sweep's results are safe in Ray's storage; run `orchestrator sync SPEC` once MLflow is back.",
         )
-    sweep_id, _ = _current_sweep(spec, storage, str(spec_path), fresh=False)
-    runs = _sweep_runs(spec, sweep_id)
-    check_reachable(runs.tracking_uri)
-    return make_report(spec, runs, _study_location(spec, storage))
+        raise
 
 
-def _report_or_warn(spec: SweepSpec, runs: SweepRuns, optuna_url: str, best_run_id: str | None) -> str:
+def _finish(sweep: _Sweep, manifest: Manifest, target: TaskData | None, *, started, resumed) -> SweepSummary:
+    """Make MLflow and Optuna agree with Ray's records, register the best model, report, and check."""
+    spec, runs = sweep.spec, sweep.runs
+    study = optuna.load_study(study_name=sweep.sweep_id, storage=open_study_storage(sweep.study_location))
+    recorded = record_trials(runs, sweep.storage, sweep.sweep_id, manifest, study)
+    summary = SweepSummary(
+        experiment=spec.experiment,
+        sweep_id=sweep.sweep_id,
+        resumed=resumed,
+        wall_time_s=0.0,
+        outcomes=recorded.outcomes,
+        parent_run_id=runs.parent_run_id,
+        tracking_uri=runs.tracking_uri,
+        optuna_storage=redact(sweep.study_location),
+        ray_path=sweep.storage.display(spec.experiment, sweep.sweep_id),
+        registered_model=spec.mlflow.register_best_as,
+    )
+    if not manifest.complete:
+        _mark_interrupted(sweep)
+        raise SweepInterrupted(
+            f"sweep {sweep.sweep_id} stopped with {len(manifest.ended)} of {manifest.requested} trials done; "
+            "run the same command again to resume it"
+        )
+    best = pick_best(recorded.trials, spec.objective.mode)
+    if best is not None:
+        _describe_best(summary, best)
+        if target is not None:
+            _register_best(sweep, best, target, summary)
+    if target is not None:
+        summary.report = _report_or_warn(sweep, summary.best_run_id)
+    summary.wall_time_s = time.time() - started
+    runs.finish_parent(
+        tags={
+            "best.trial_id": summary.best_trial_id or "",
+            "best.run_id": summary.best_run_id or "",
+            "best.model_uri": summary.model_uri or "",
+            "best.model_version": summary.model_version or "",
+            **{f"trials.{k}": str(v) for k, v in summary.outcomes.items()},
+        },
+        metrics={
+            f"best_trial.final_{spec.objective.metric}": summary.best_metrics.get(spec.objective.metric, float("nan")),
+            "wall_time_s": summary.wall_time_s,
+        },
+    )
+    faults.reach("finished")
+    sweep.record.status = FINISHED
+    write_record(sweep.storage, spec.experiment, sweep.record)
+    summary.audit = _audit(spec, sweep.storage, runs.tracking_uri)
+    return summary
+
+
+def _describe_best(summary: SweepSummary, best: RecordedTrial) -> None:
+    summary.best_trial_id, summary.best_run_id, summary.best_config = best.trial_id, best.run_id, best.config
+    summary.best_metrics = {k: v for k, v in best.last.items() if k.startswith(("val_", "train_", "epoch"))}
+
+
+def _register_best(sweep: _Sweep, best: RecordedTrial, target: TaskData, summary: SweepSummary) -> None:
+    spec, runs = sweep.spec, sweep.runs
+    parent = runs.client.get_run(runs.parent_run_id).data.tags
+    if parent.get("best.run_id") == best.run_id and parent.get("best.model_uri"):
+        summary.model_uri = parent["best.model_uri"]  # a resumed sweep that already registered it
+        summary.model_version = parent.get("best.model_version") or None
+        return
+    with sweep.storage.local_copy(best.final_checkpoint) as directory:
+        backbone = load_checkpoint_model(directory, best.config, target.num_classes)
+    if target.test is not None:  # held-out test/ folder: evaluated once, for the chosen model only
+        split = evaluate_split(backbone, target.test, spec.data.image_size)
+        summary.test_metrics = {f"test_{k}": v for k, v in split.items()}
+        runs.log_summary_metrics(best.run_id, summary.test_metrics)
+        runs.log_summary_metrics(runs.parent_run_id, summary.test_metrics)
+    model = ImageClassifier(backbone, target.class_names).eval()
+    size = data_config(backbone, spec.data.image_size)["input_size"]
+    metric = spec.objective.metric
+    registered = register_best(
+        runs.client,
+        experiment_id=runs.experiment_id,
+        run_id=best.run_id,
+        model=model,
+        input_example=torch.rand(2, *size).numpy(),
+        class_names=list(target.class_names),
+        name=spec.mlflow.register_best_as,
+        description=(
+            f"Best trial {best.trial_id} of sweep {sweep.sweep_id} (experiment {spec.experiment!r}): "
+            f"{best.config.get('backbone')}, final {metric} {best.final:.4g} after {best.last_epoch} epochs. "
+            f"Takes RGB images in [0, 1] of shape [N, 3, {size[1]}, {size[2]}]; returns logits over "
+            f"{list(target.class_names)}."
+        ),
+        tags={
+            metric: f"{best.final:.6g}",
+            "backbone": str(best.config.get("backbone")),
+            "input_size": f"{size[1]}x{size[2]}",
+            "classes": ",".join(target.class_names),
+            "sweep_id": sweep.sweep_id,
+            "ray.trial_id": best.trial_id,
+        },
+    )
+    summary.model_uri, summary.model_version = registered.model_uri, registered.version
+
+
+def _report_or_warn(sweep: _Sweep, best_run_id: str | None) -> str:
     """The report's terminal summary; a report that cannot be built never fails a finished sweep."""
     try:
-        return make_report(spec, runs, optuna_url, best_run_id=best_run_id).summary
+        return make_report(sweep.spec, sweep.runs, sweep.study_location, best_run_id=best_run_id).summary
     except Exception as exc:  # noqa: BLE001 - the sweep's results are recorded; only the report is missing
         reason = str(exc).splitlines()[0][:300] if str(exc) else ""
         print(
@@ -257,6 +393,30 @@ def _report_or_warn(spec: SweepSpec, runs: SweepRuns, optuna_url: str, best_run_
         return ""
 
 
+def _audit(spec: SweepSpec, storage: Storage, tracking_uri: str) -> Audit:
+    return check_record(
+        storage=storage,
+        experiment=spec.experiment,
+        tracking_uri=tracking_uri,
+        study_location=_study_location(spec, storage),
+        metric=spec.objective.metric,
+        mode=spec.objective.mode,
+        max_epochs=spec.early_stopping.max_epochs,
+        register_as=spec.mlflow.register_best_as,
+    )
+
+
+def _mark_interrupted(sweep: _Sweep) -> None:
+    """Never recorded as finished: the parent run KILLED, sweep.json `interrupted`."""
+    sweep.record.status = INTERRUPTED
+    write_record(sweep.storage, sweep.spec.experiment, sweep.record)
+    if sweep.runs.parent_run_id:
+        sweep.runs.client.set_terminated(sweep.runs.parent_run_id, "KILLED")
+
+
+# -- set-up ------------------------------------------------------------------------------
+
+
 def _load_inputs(spec: SweepSpec, spec_path: str | Path) -> tuple[TaskData, dict, TaskData | None]:
     """Target data, hub/file weights and the pretraining data, loaded before anything is written,
     so a bad folder or file fails first."""
@@ -265,63 +425,46 @@ def _load_inputs(spec: SweepSpec, spec_path: str | Path) -> tuple[TaskData, dict
     return target, external, source_task(spec, source) if spec.weights.source == "pretrain" else None
 
 
-def _sweep_runs(spec: SweepSpec, sweep_id: str) -> SweepRuns:
-    return SweepRuns(
-        default_tracking_uri(spec.mlflow.tracking_uri),
+def _open_sweep(spec: SweepSpec, source: str, storage: Storage, record: SweepRecord, tracking_uri: str) -> _Sweep:
+    runs = SweepRuns(
+        tracking_uri,
         spec.experiment,
-        sweep_id,
+        record.sweep_id,
         spec.early_stopping.max_epochs,
         spec.objective.metric,
+        spec.objective.mode,
     )
+    return _Sweep(spec, source, storage, record, runs, _study_location(spec, storage))
 
 
-def _finish_or_explain(spec, runs, results, target, **kwargs) -> SweepSummary:
-    """`_finish`, turning an MLflow outage at the end of a finished sweep into one clear line."""
-    try:
-        return _finish(spec, runs, results, target, **kwargs)
-    except Exception:
-        check_reachable(
-            runs.tracking_uri,
-            after="The sweep itself finished and its results are safe in Ray's "
-            "storage; run `orchestrator sync SPEC` once MLflow is back.",
+def _parent_tags(sweep: _Sweep) -> dict[str, str]:
+    return {
+        "ray.experiment_path": sweep.storage.display(sweep.spec.experiment, sweep.sweep_id),
+        "optuna.storage": redact(sweep.study_location),
+        "optuna.study": sweep.sweep_id,
+    }
+
+
+def _existing_sweep(spec: SweepSpec, storage: Storage, source: str, verb: str) -> SweepRecord:
+    record = read_record(storage, spec.experiment)
+    if record is None:
+        raise SpecError(source, "experiment", f"no sweep of {spec.experiment!r} in {storage.display()} to {verb}")
+    if record.spec_hash != spec.spec_hash():
+        raise SpecError(
+            source, "experiment", f"the current sweep of {spec.experiment!r} was run with a different spec"
         )
-        raise
+    return record
 
 
-def _finish(spec, runs, results, target, *, started, resumed, sweep_id, optuna_url, storage) -> SweepSummary:
-    """Make MLflow and Optuna agree with Ray's records, register the best model, close the parent."""
-    summary = SweepSummary(
-        experiment=spec.experiment,
-        sweep_id=sweep_id,
-        resumed=resumed,
-        wall_time_s=0.0,
-        outcomes={},
-        parent_run_id=runs.parent_run_id,
-        tracking_uri=runs.tracking_uri,
-        optuna_storage=redact(optuna_url),
-        ray_path=storage.display(spec.experiment, sweep_id),
-        registered_model=spec.mlflow.register_best_as,
-    )
-    best = _sync_to_mlflow(spec, runs, results, summary)
-    _close_orphaned_study_trials(optuna_url, sweep_id)
-    if best is not None:
-        _log_best(spec, runs, best, target, summary)
-    summary.report = _report_or_warn(spec, runs, optuna_url, summary.best_run_id)
-    summary.wall_time_s = time.time() - started
-    runs.finish_parent(
-        tags={
-            "best.trial_id": summary.best_trial_id or "",
-            "best.run_id": summary.best_run_id or "",
-            "best.model_uri": summary.model_uri or "",
-            "best.model_version": summary.model_version or "",
-            **{f"trials.{k}": str(v) for k, v in summary.outcomes.items()},
-        },
-        metrics={
-            f"best_{spec.objective.metric}": summary.best_metrics.get(spec.objective.metric, float("nan")),
-            "wall_time_s": summary.wall_time_s,
-        },
-    )
-    return summary
+@contextmanager
+def _experiment_lock(storage: Storage, experiment: str, command: str) -> Iterator[DriverLock]:
+    """One live driver per experiment (see orchestrator.lock)."""
+    path = Path(storage.path(experiment, LOCK_FILE)) if storage.is_local else Path(f".{experiment}.{LOCK_FILE}")
+    lock = DriverLock(path.resolve(), experiment).acquire(command)
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 def _open_storage(spec: SweepSpec, source: str, address: str | None) -> Storage:
@@ -335,10 +478,9 @@ def _open_storage(spec: SweepSpec, source: str, address: str | None) -> Storage:
                 "machines; use s3://bucket/prefix or a volume mounted at the same path on every node"
             ),
         )
-    try:
-        storage.check_writable(spec.experiment)
-    except OSError as exc:
-        raise SpecError(source, "storage", f"cannot write to {storage.display(spec.experiment)}: {exc}") from None
+    problem = storage.unwritable(spec.experiment)
+    if problem:
+        raise SpecError(source, "storage", f"cannot write to {storage.display(spec.experiment)}: {problem}")
     return storage
 
 
@@ -352,25 +494,20 @@ def _study_location(spec: SweepSpec, storage: Storage) -> str:
     return location if "://" in location else str(Path(location).resolve())
 
 
-def _current_sweep(spec: SweepSpec, storage: Storage, source: str, fresh: bool) -> tuple[str, bool]:
-    if storage.exists(spec.experiment, "sweep.json") and not fresh:
-        state = json.loads(storage.read_text(spec.experiment, "sweep.json"))
-        if state["spec_hash"] != spec.spec_hash():
-            raise SpecError(
-                source,
-                "experiment",
-                (
-                    f"experiment {spec.experiment!r} already has a sweep in {storage.display(spec.experiment)} with a "
-                    "different spec; run with --fresh to start a new sweep, or change `experiment`"
-                ),
-            )
-        return state["sweep_id"], True
-    return time.strftime("sweep-%Y%m%d-%H%M%S"), False
+def _bounded_mlflow_retries() -> None:
+    # MLflow's default (7 retries, 120 s timeout) would stall Tune's event loop for minutes in an outage.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
 
 
-def _write_state(storage: Storage, experiment: str, sweep_id: str, spec_hash: str) -> None:
-    state = json.dumps({"sweep_id": sweep_id, "spec_hash": spec_hash}, indent=2)
-    storage.write_text(state, experiment, "sweep.json")
+@contextmanager
+def _sigterm_stops_gracefully() -> Iterator[None]:
+    """SIGTERM (a pod being evicted) stops the sweep as Ctrl-C does: Tune saves its state first."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _init_ray(address: str | None) -> None:
@@ -385,123 +522,4 @@ def _init_ray(address: str | None) -> None:
         include_dashboard=False,
         logging_level="WARNING",
         runtime_env={"worker_process_setup_hook": "orchestrator.progress.quiet_worker_logs"},
-    )
-
-
-def _new_tuner(spec: SweepSpec, trainable, runs: SweepRuns, storage: Storage, sweep_id: str, optuna_url: str):
-    run_keys = {"max_epochs": spec.early_stopping.max_epochs, "weights": spec.weights.source}
-    if "seed" not in spec.space:
-        run_keys["seed"] = spec.search.seed
-    searcher = FidelityOptunaSearch(
-        space=DefineByRun(spec, run_keys),
-        metric=spec.objective.metric,
-        mode=spec.objective.mode,
-        points_to_evaluate=[dict(p) for p in spec.search.baselines] or None,
-        sampler=make_sampler(spec),
-        study_name=sweep_id,
-        storage=open_study_storage(optuna_url),
-        max_epochs=spec.early_stopping.max_epochs,
-    )
-    scheduler = make_scheduler(spec)
-    if hasattr(scheduler, "set_search_properties"):
-        scheduler.set_search_properties(spec.objective.metric, spec.objective.mode)
-    return tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=spec.search.trials,
-            max_concurrent_trials=spec.search.concurrent,
-            trial_dirname_creator=_trial_dirname,
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name=sweep_id,
-            storage_path=storage.path(spec.experiment),
-            storage_filesystem=storage.ray_filesystem,
-            callbacks=[
-                CheckpointRepair(),
-                TrialRecords(),  # result.json, kept whole across restarts; replaces Ray's JSON and CSV loggers
-                TBXLoggerCallback(),
-                MLflowLiveLogger(runs),
-                TrialLines(
-                    spec.search.trials, spec.objective.metric, spec.objective.mode, spec.early_stopping.max_epochs
-                ),
-            ],
-            # Keep the newest checkpoints, not the best-scoring: Ray's experiment snapshot points at a
-            # trial's latest checkpoint, and score-based retention can delete it before the next
-            # snapshot, which breaks resuming after a driver crash.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
-            failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
-            verbose=0,
-        ),
-    )
-
-
-def _trial_dirname(trial) -> str:
-    return trial.trial_id  # so a result's directory name is its trial id
-
-
-def _sync_to_mlflow(spec: SweepSpec, runs: SweepRuns, results, summary: SweepSummary):
-    """Replay every trial's records from Ray into MLflow (idempotent), set outcomes, pick the best."""
-    metric, sign = spec.objective.metric, (1 if spec.objective.mode == "max" else -1)
-    best, best_score = None, None
-    for result in results:
-        trial_id = Path(result.path).name
-        records = epoch_records(result)
-        last = records[-1] if records else {}
-        outcome = trial_outcome(last, errored=result.error is not None, max_epochs=spec.early_stopping.max_epochs)
-        summary.outcomes[outcome] = summary.outcomes.get(outcome, 0) + 1
-        scores = [r[metric] for r in records if isinstance(r.get(metric), int | float) and np.isfinite(r[metric])]
-        trial_best = max(scores, key=lambda v: sign * v) if scores else None
-        final = scores[-1] if scores else None
-        runs.child(trial_id, f"finetune_{trial_id}", result.config or {})
-        runs.log_epochs(trial_id, records)
-        runs.finish_child(trial_id, outcome, last, trial_best, error=str(result.error or ""))
-        # The best trial ran to max_epochs and is judged by its final value, as Optuna judges it.
-        if outcome == "completed" and final is not None and (best_score is None or sign * final > sign * best_score):
-            best, best_score = result, final
-    runs.remove_orphans({Path(result.path).name for result in results})
-    return best
-
-
-def _close_orphaned_study_trials(study_storage: str, study_name: str) -> None:
-    """Optuna trials still RUNNING once the sweep is over were asked for by a driver that died
-    before Ray recorded them; nothing will ever finish them."""
-    study = optuna.load_study(study_name=study_name, storage=open_study_storage(study_storage))
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(trial._trial_id, "orphaned", "driver restarted before Ray recorded it")
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-
-
-def _log_best(spec: SweepSpec, runs: SweepRuns, best, target: TaskData, summary: SweepSummary) -> None:
-    checkpoint, best_metrics = best.checkpoint, best.metrics  # the final epoch's
-    summary.best_trial_id = Path(best.path).name
-    summary.best_config = best.config
-    summary.best_metrics = {k: v for k, v in best_metrics.items() if k.startswith(("val_", "train_", "epoch"))}
-    summary.best_run_id = runs.child(summary.best_trial_id, "", {})
-
-    parent = runs.client.get_run(runs.parent_run_id).data.tags
-    if parent.get("best.run_id") == summary.best_run_id and parent.get("best.model_uri"):
-        summary.model_uri = parent["best.model_uri"]  # a resumed sweep that already logged it
-        summary.model_version = parent.get("best.model_version") or None
-        return
-    with checkpoint.as_directory() as directory:
-        backbone = load_checkpoint_model(directory, best.config, target.num_classes)
-    if target.test is not None:  # held-out test/ folder: evaluated once, for the chosen model only
-        summary.test_metrics = {
-            f"test_{k}": v for k, v in evaluate_split(backbone, target.test, spec.data.image_size).items()
-        }
-        runs.log_summary_metrics(summary.best_run_id, summary.test_metrics)
-        runs.log_summary_metrics(runs.parent_run_id, summary.test_metrics)
-    model = ImageClassifier(backbone, target.class_names).eval()
-    size = data_config(backbone, spec.data.image_size)["input_size"]
-    example = torch.rand(2, *size).numpy()
-    summary.model_uri, summary.model_version = log_best_model(
-        runs,
-        summary.best_run_id,
-        model,
-        name=spec.mlflow.register_best_as,
-        input_example=example,
-        class_names=list(target.class_names),
     )

@@ -8,17 +8,17 @@ import json
 import shutil
 from pathlib import Path
 
-import pandas as pd
+import pyarrow.fs as pafs
 import pytest
 import ray
 from ray.train._internal.session import _TrainingResult
 from ray.train._internal.storage import StorageContext
-from ray.tune import Checkpoint, Result
+from ray.tune import Checkpoint
 from ray.tune.experiment import Trial
 from ray.tune.logger import JsonLoggerCallback
 
-from orchestrator.records import TrialRecords, epoch_records, with_history
-from trainables.finetune import HISTORY_FILE
+from orchestrator.records import ResultLog, read_trial, with_history
+from trainables.finetune import CHECKPOINT_FILE, HISTORY_FILE
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -73,7 +73,7 @@ def _epochs(trial: Trial) -> list[int]:
     return [json.loads(line)["epoch"] for line in lines]
 
 
-@pytest.mark.parametrize("logger_class", [JsonLoggerCallback, TrialRecords])
+@pytest.mark.parametrize("logger_class", [JsonLoggerCallback, ResultLog])
 def test_a_trial_restarted_by_the_same_driver_keeps_the_epochs_written_since_the_last_upload(tmp_path, logger_class):
     logger, trial = logger_class(), _trial(tmp_path)
     _run(logger, trial, [1, 2])
@@ -89,7 +89,7 @@ def test_a_trial_restarted_by_the_same_driver_keeps_the_epochs_written_since_the
 
 
 def test_a_new_driver_rebuilds_the_epochs_it_never_uploaded_from_the_checkpoint(tmp_path):
-    first, trial = TrialRecords(), _trial(tmp_path)
+    first, trial = ResultLog(), _trial(tmp_path)
     _run(first, trial, [1])
     _upload(trial)
     _run(first, trial, [2, 3])  # then the driver's machine is lost, staging copy and all
@@ -98,7 +98,7 @@ def test_a_new_driver_rebuilds_the_epochs_it_never_uploaded_from_the_checkpoint(
         uploaded.write('{"epoch": 2, "val_')  # and the upload it was making is torn
     trial.init_local_path()
 
-    resumed = TrialRecords()
+    resumed = ResultLog()
     _run(resumed, trial, [4])
     assert _epochs(trial) == [1, 2, 3, 4]
     lines = [json.loads(line) for line in Path(trial.local_path, "result.json").read_text().splitlines()]
@@ -107,7 +107,7 @@ def test_a_new_driver_rebuilds_the_epochs_it_never_uploaded_from_the_checkpoint(
 
 
 def test_epochs_after_the_resumed_checkpoint_are_dropped_because_the_trial_runs_them_again(tmp_path):
-    logger, trial = TrialRecords(), _trial(tmp_path)
+    logger, trial = ResultLog(), _trial(tmp_path)
     _run(logger, trial, [1, 2])
     logger.log_trial_result(0, trial, _result(3))  # its checkpoint never got registered
     logger.log_trial_end(trial, failed=True)
@@ -117,7 +117,7 @@ def test_epochs_after_the_resumed_checkpoint_are_dropped_because_the_trial_runs_
 
 
 def test_a_trial_restored_after_its_final_epoch_reports_it_once(tmp_path):
-    logger, trial = TrialRecords(), _trial(tmp_path)
+    logger, trial = ResultLog(), _trial(tmp_path)
     _run(logger, trial, [1, 2, 3])
     logger.log_trial_end(trial, failed=True)
 
@@ -127,7 +127,7 @@ def test_a_trial_restored_after_its_final_epoch_reports_it_once(tmp_path):
 
 
 def test_a_trial_restarting_without_a_checkpoint_starts_its_record_over(tmp_path):
-    logger, trial = TrialRecords(), _trial(tmp_path)
+    logger, trial = ResultLog(), _trial(tmp_path)
     logger.log_trial_start(trial)
     logger.log_trial_result(0, trial, _result(1))  # the worker died before the checkpoint was registered
     logger.log_trial_end(trial, failed=True)
@@ -148,20 +148,21 @@ def test_with_history_the_checkpoints_values_win_rays_bookkeeping_stays_and_it_s
     ]
 
 
-def test_the_replay_takes_epochs_an_interrupted_upload_left_out_from_the_final_checkpoint(tmp_path):
+def test_a_trials_record_is_result_json_filled_from_its_newest_complete_checkpoint(tmp_path):
     trial = _trial(tmp_path)
-    _checkpoint(trial, 4)
-    uploaded = pd.DataFrame([_result(1), _result(3)])  # result.json as a driver killed mid-upload left it
-    result = Result(
-        metrics=_result(4), checkpoint=trial.checkpoint, error=None, path=trial.path, metrics_dataframe=uploaded
+    trial_dir = Path(trial.storage.trial_fs_path)
+    for epoch in (3, 4):
+        _checkpoint(trial, epoch)
+        (trial_dir / f"checkpoint_{epoch:06d}" / CHECKPOINT_FILE).write_bytes(b"weights")
+    (trial_dir / "checkpoint_000005").mkdir()  # half uploaded when its worker died: no weights, no history
+    (trial_dir / "result.json").write_text(
+        "".join(json.dumps({**_result(e), "pid": 7}) + "\n" for e in (1, 3)) + '{"epoch": 4, "val'  # a torn line
     )
-    assert [int(r["epoch"]) for r in epoch_records(result)] == [
-        1,
-        2,
-        3,
-        4,
-    ]  # 4 from the snapshot, 2 from the checkpoint
-    complete = Result(
-        metrics=_result(2), checkpoint=None, error=None, path=trial.path, metrics_dataframe=pd.DataFrame([_result(1)])
-    )
-    assert [int(r["epoch"]) for r in epoch_records(complete)] == [1, 2]
+    trial_record = read_trial(pafs.LocalFileSystem(), str(trial_dir))
+    assert [r["epoch"] for r in trial_record.records] == [1, 2, 3, 4]  # 2 and 4 from the checkpoint's history
+    assert [r.get("pid") for r in trial_record.records] == [7, None, 7, None]  # Ray's bookkeeping stays
+    assert trial_record.final_checkpoint == str(trial_dir / "checkpoint_000004")
+
+
+def test_a_trial_without_records_or_checkpoints_reads_as_empty(tmp_path):
+    assert read_trial(pafs.LocalFileSystem(), str(tmp_path / "missing")).records == []

@@ -26,7 +26,9 @@ from orchestrator.report import (
     transferred_groups,
 )
 from orchestrator.spec import load_spec
-from orchestrator.sweep import _report_or_warn
+from orchestrator.storage import Storage
+from orchestrator.sweep import _report_or_warn, _Sweep
+from orchestrator.sweep_state import SweepRecord
 from orchestrator.tracking import SweepRuns
 from tests.orchestrator.test_spec import GOOD
 
@@ -200,7 +202,9 @@ def test_report_without_a_sweep_is_one_line_and_writes_nothing(tmp_path, monkeyp
 
 def test_a_report_that_fails_warns_in_one_line_and_never_fails_the_sweep(write_spec, capsys):
     runs = SweepRuns("nosuchstore://x", "unit", "sweep-1", 3, "val_acc", parent_run_id="x")  # MLflow refuses it
-    assert _report_or_warn(load_spec(write_spec(GOOD)), runs, "sqlite://", None) == ""
+    spec = load_spec(write_spec(GOOD))
+    sweep = _Sweep(spec, "spec.yaml", Storage("./runs"), SweepRecord("sweep-1", "h"), runs, "sqlite://")
+    assert _report_or_warn(sweep, None) == ""
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("warning: the sweep report could not be built (")
     assert err[0].endswith("retry with `orchestrator report SPEC`")

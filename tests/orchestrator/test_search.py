@@ -1,4 +1,7 @@
-"""The fidelity bridge, driven with synthetic results (no Ray cluster needed)."""
+"""The fidelity bridge, driven in Tune's call order with synthetic results (no Ray cluster needed).
+
+Tune hands every result to `on_trial_result` except the one that stops or ends the trial, which
+goes only to `on_trial_complete` (tests/integration/test_contract.py pins that order on real Tune)."""
 
 import optuna
 import pytest
@@ -23,13 +26,15 @@ def _searcher(cls, spec, **extra):
     )
 
 
-def _run(searcher, trial_id, accs, **complete):
+def _run(searcher, trial_id, accs, flush=True, **complete):
     config = searcher.suggest(trial_id)
     assert config["max_epochs"] == MAX_EPOCHS
-    for epoch, acc in enumerate(accs, start=1):
-        result = {"epoch": epoch, "val_acc": acc, "training_iteration": epoch}
+    results = [{"epoch": epoch, "val_acc": acc, "training_iteration": epoch} for epoch, acc in enumerate(accs, 1)]
+    for result in results[:-1]:
         searcher.on_trial_result(trial_id, result)
-    searcher.on_trial_complete(trial_id, result=complete.pop("result", result), **complete)
+    searcher.on_trial_complete(trial_id, result=complete.pop("result", results[-1]), **complete)
+    if flush and hasattr(searcher, "flush_tells"):
+        searcher.flush_tells()  # what the ledger does once a signed snapshot holds the ending
 
 
 @pytest.fixture
@@ -72,6 +77,7 @@ def test_stock_ray_searcher_calls_early_stopped_trials_complete(spec):
     _run(stock, "early", [0.3, 0.5])
     (trial,) = stock._ot_study.get_trials()
     assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(0.5)
+    assert trial.intermediate_values == {1: 0.3}  # and the epoch that ended it never reached the study
 
 
 def test_steps_are_epochs_not_training_iterations(spec):
@@ -79,8 +85,40 @@ def test_steps_are_epochs_not_training_iterations(spec):
     searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS)
     searcher.suggest("t")
     searcher.on_trial_result("t", {"epoch": 2, "val_acc": 0.4, "training_iteration": 1})
-    searcher.on_trial_complete("t", {"epoch": 2, "val_acc": 0.4})
-    assert searcher._ot_study.get_trials()[0].intermediate_values == {2: 0.4}
+    searcher.on_trial_complete("t", {"epoch": 3, "val_acc": 0.6, "training_iteration": 2})
+    searcher.flush_tells()
+    assert searcher._ot_study.get_trials()[0].intermediate_values == {2: 0.4, 3: 0.6}
+
+
+def test_the_result_that_ends_a_trial_is_its_last_intermediate_value(spec):
+    """Tune gives the stopping result to on_trial_complete only; the study must still see that epoch."""
+    searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS)
+    _run(searcher, "stopped", [0.3, 0.4])
+    _run(searcher, "finished", [0.3, 0.5, 0.7])
+    stopped, finished = searcher._ot_study.get_trials()
+    assert max(stopped.intermediate_values) == 2 and stopped.state == TrialState.PRUNED
+    assert finished.intermediate_values == {1: 0.3, 2: 0.5, 3: 0.7} and finished.value == pytest.approx(0.7)
+
+
+def test_an_ending_reaches_the_study_only_when_the_snapshot_holding_it_is_saved(spec):
+    searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS)
+    _run(searcher, "t", [0.3, 0.5, 0.7], flush=False)
+    (trial,) = searcher._ot_study.get_trials()
+    assert trial.state == TrialState.RUNNING and trial.intermediate_values == {1: 0.3, 2: 0.5}
+    searcher.flush_tells()
+    assert searcher._ot_study.get_trials()[0].state == TrialState.COMPLETE
+
+
+def test_with_mlflow_a_trial_is_told_only_once_it_names_its_run(spec):
+    searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, require_links=True)
+    _run(searcher, "t", [0.3, 0.5, 0.7])  # MLflow was down when it started: no run to name yet
+    assert searcher._ot_study.get_trials()[0].state == TrialState.RUNNING
+    searcher.link_run("t", "run-1")
+    searcher.flush_tells()
+    (trial,) = searcher._ot_study.get_trials()
+    assert trial.state == TrialState.COMPLETE
+    assert trial.user_attrs == {"ray.trial_id": "t", "mlflow.run_id": "run-1"}
+    assert searcher.optuna_number("t") == 0 and searcher.optuna_number("unknown") is None
 
 
 def test_asha_uses_epochs_as_time(spec):
@@ -115,12 +153,13 @@ def test_baselines_are_marked_in_the_trial_config(spec):
 
 
 def test_a_trial_the_study_already_finished_is_left_alone_after_a_restart(spec):
-    """Driver killed after Optuna was told but before Ray's snapshot: Ray re-runs the trial."""
+    """A snapshot older than the study (not possible with deferred tells, but a study outlives drivers)."""
     searcher = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS)
     _run(searcher, "t", [0.3, 0.5, 0.7])
     searcher._completed_trials.discard("t")  # what the stale snapshot remembers
     searcher.on_trial_result("t", {"epoch": 3, "val_acc": 0.1})
     searcher.on_trial_complete("t", {"epoch": 3, "val_acc": 0.1})
+    searcher.flush_tells()
     (trial,) = searcher._ot_study.get_trials()
     assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(0.7)
 
@@ -163,3 +202,32 @@ def test_a_trial_asked_for_after_the_last_snapshot_is_handed_out_again_not_dupli
     assert restored._ot_trials["another"].number == 2
     states = [t.state for t in restored._ot_study.get_trials()]
     assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.RUNNING]
+
+
+def test_baselines_are_enqueued_once_however_often_a_driver_builds_the_searcher(spec, tmp_path):
+    location = str(tmp_path / "optuna.journal")
+    points = [dict(p) for p in spec.search.baselines]
+    for _ in range(2):  # the second driver, on the same study
+        searcher = _searcher(
+            FidelityOptunaSearch,
+            spec,
+            max_epochs=MAX_EPOCHS,
+            storage=open_study_storage(location),
+            study_name="s",
+            points_to_evaluate=points,
+        )
+    assert len(searcher._ot_study.get_trials()) == len(points)
+
+
+def test_trials_a_driver_asked_for_before_dying_are_handed_out_by_the_next_one(spec, tmp_path):
+    """Killed before Ray's first snapshot: the study holds RUNNING trials no Ray trial owns."""
+    location = str(tmp_path / "optuna.journal")
+    first = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, storage=open_study_storage(location),
+                      study_name="s")  # fmt: skip
+    lost = [first.suggest(f"lost{i}") for i in range(2)]
+    second = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, storage=open_study_storage(location),
+                       study_name="s")  # fmt: skip
+    assert [second.suggest("a"), second.suggest("b")] == lost
+    second.suggest("c")
+    trials = second._ot_study.get_trials()
+    assert len(trials) == 3 and [t.user_attrs["ray.trial_id"] for t in trials] == ["a", "b", "c"]

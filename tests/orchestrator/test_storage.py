@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from orchestrator.storage import Storage, is_remote_cluster, redact
@@ -5,13 +7,22 @@ from orchestrator.storage import Storage, is_remote_cluster, redact
 
 def test_local_storage_round_trip_and_display(tmp_path):
     storage = Storage(str(tmp_path / "runs"))
-    assert storage.is_local and storage.ray_filesystem is None
+    assert storage.is_local
+    assert storage.unwritable("exp") is None and not (tmp_path / "runs").exists()  # judged without writing
     storage.write_text("hello", "exp", "sweep.json")
     assert storage.exists("exp", "sweep.json") and storage.read_text("exp", "sweep.json") == "hello"
     assert not storage.exists("exp", "nothing")
     assert storage.display("exp") == str(tmp_path / "runs" / "exp")
-    storage.check_writable("exp")
-    assert [p.name for p in (tmp_path / "runs" / "exp").iterdir()] == ["sweep.json"]  # probe and temp files gone
+    assert [p.name for p in (tmp_path / "runs" / "exp").iterdir()] == ["sweep.json"]  # no temp files left
+
+
+def test_unwritable_local_storage_is_explained_without_writing(tmp_path):
+    (tmp_path / "file").write_text("x")
+    assert "is not a directory" in Storage(str(tmp_path / "file" / "runs")).unwritable("exp")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root may write anywhere
+        assert "permission denied" in Storage(str(locked / "runs")).unwritable("exp")
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,11 @@
-"""Live MLflow logging survives an MLflow outage: results wait, then reach the store."""
+"""Live MLflow logging: a trial's run opens when it starts and closes when it ends; an outage delays, never loses."""
 
 import socket
 from types import SimpleNamespace
 
 from mlflow import MlflowClient
 
-from orchestrator.tracking import MLflowLiveLogger, SweepRuns, flatten, trial_outcome
+from orchestrator.tracking import MLflowLiveLogger, SweepRuns
 
 
 def _dead_uri() -> str:
@@ -22,16 +22,19 @@ def test_results_wait_through_an_outage_and_arrive_afterwards(tmp_path, monkeypa
 
     runs.tracking_uri = _dead_uri()  # MLflow goes down
     logger = MLflowLiveLogger(runs, flush_every_s=0.0, retry_every_s=0.0)
-    trial = SimpleNamespace(trial_id="t1", config={"lr": 0.1, "backbone": "test_resnet"})
+    trial = _trial("t1", {"lr": 0.1, "backbone": "test_resnet"})
     logger.on_trial_start(0, [], trial)  # must not raise
     for epoch in (1, 2):
-        logger.on_trial_result(0, [], trial, {"epoch": epoch, "val_acc": 0.5 + epoch / 10})
+        trial.last_result = {"epoch": epoch, "val_acc": 0.5 + epoch / 10}
+        logger.on_trial_result(0, [], trial, trial.last_result)
     logger.on_step_end(0, [])
     assert [r["epoch"] for r in logger._pending["t1"]] == [1, 2]  # kept, not lost
+    logger.on_trial_complete(0, [], trial)  # ends during the outage
+    assert "t1" in logger._ending
 
     runs.tracking_uri = store  # MLflow is back
-    logger.on_trial_complete(0, [], trial)
-    assert logger._pending == {}
+    logger.flush()
+    assert logger._pending == {} and logger._ending == {}
     client = MlflowClient(store)
     (child,) = client.search_runs([runs.experiment_id], "tags.`ray.trial_id` = 't1'")
     assert child.data.params == {"lr": "0.1", "backbone": "test_resnet"}
@@ -57,12 +60,31 @@ def test_a_replay_fills_epochs_missing_before_the_ones_already_logged_and_logs_e
     assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]
 
 
-def test_outcomes_and_flattened_params():
-    assert trial_outcome({"epoch": 3}, errored=False, max_epochs=3) == "completed"
-    assert trial_outcome({"epoch": 2}, errored=False, max_epochs=3) == "pruned"
-    assert trial_outcome({"epoch": 2, "diverged": 1}, errored=False, max_epochs=3) == "diverged"
-    assert trial_outcome({"epoch": 3}, errored=True, max_epochs=3) == "errored"
-    assert flatten({"a": {"b": 1}, "c": 2}) == {"a.b": 1, "c": 2}
+def _trial(trial_id: str, config: dict):
+    """What the logger reads of a Ray Trial."""
+    return SimpleNamespace(trial_id=trial_id, config=config, last_result={}, error_file=None)
+
+
+def test_a_trials_run_closes_as_it_ends_with_its_outcome_and_reopens_when_it_resumes(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = SweepRuns(store, "live", "sweep-1", max_epochs=3, metric="val_acc")
+    runs.start_parent(spec_text="experiment: live", spec_hash="h", tags={})
+    logger = MLflowLiveLogger(runs)
+    client = MlflowClient(store)
+    pruned, running = _trial("p", {}), _trial("r", {})
+    for trial in (pruned, running):
+        logger.on_trial_start(0, [], trial)
+    pruned.last_result = {"epoch": 2, "val_acc": 0.4}
+    logger.on_trial_result(0, [], pruned, {"epoch": 1, "val_acc": 0.6})
+    logger.on_trial_complete(0, [], pruned)  # stopped by ASHA at epoch 2; Ray hands that result to no one else
+    run = client.get_run(runs.child("p", "", {}))
+    assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "pruned"
+    assert run.data.tags["stopped_at_epoch"] == "2" and run.info.end_time is not None
+    assert run.data.metrics["best_val_acc"] == 0.6
+    assert client.get_run(runs.child("r", "", {})).info.status == "RUNNING"  # the other trial runs on
+
+    logger.on_trial_restore(0, [], pruned)  # a resumed sweep runs it again
+    assert client.get_run(runs.child("p", "", {})).info.status == "RUNNING"
 
 
 def test_metrics_read_back_by_pandas_keep_their_numpy_integers():
@@ -72,6 +94,7 @@ def test_metrics_read_back_by_pandas_keep_their_numpy_integers():
     from orchestrator.tracking import metrics_of
 
     record = {"val_acc": np.float64(0.5), "trainable_params": np.int64(1200), "done": np.bool_(True), "x": "text"}
+    record["nan"] = float("nan")
     logged = {m.key: m.value for m in metrics_of(record, step=2, timestamp_ms=0)}
     assert logged == {"val_acc": 0.5, "trainable_params": 1200.0}
 
