@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from orchestrator.errors import UserError
+from orchestrator.errors import UserError, error_line
 from orchestrator.storage import redact
 
 EXIT_USER_ERROR = 2
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)  # one printable line, whatever the input held
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
