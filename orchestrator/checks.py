@@ -12,7 +12,7 @@ from typing import Any
 import timm
 
 from orchestrator.errors import SpecError, did_you_mean
-from orchestrator.locations import check_local_dir, check_locations, check_weights_file
+from orchestrator.locations import check_local_dir, check_locations, check_weights_file, local_path
 from orchestrator.spec import (
     DIGITS_CLASSES,
     REPORTED_METRICS,
@@ -97,8 +97,11 @@ def _check_data(spec: SweepSpec, fail, local_files: bool) -> None:
         if len(set(map(str, classes))) != len(classes):
             fail(f"{field}.classes", f"classes must be distinct, got {classes}")
         if isinstance(data.dataset, ImageFolderSource):
+            where = f"{field}.dataset.imagefolder"
             if local_files:
-                check_local_dir(f"{field}.dataset.imagefolder", data.dataset.imagefolder, fail)
+                check_local_dir(where, data.dataset.imagefolder, fail)
+            else:
+                local_path(where, data.dataset.imagefolder, fail)  # a path no OS could take is wrong anywhere
         else:
             bad = [c for c in classes if c not in DIGITS_CLASSES]
             if bad:
@@ -210,6 +213,8 @@ def _check_conditions(spec: SweepSpec, fail) -> None:
             if isinstance(spec.space[parent], FloatParam | IntParam):
                 fail(field, f"conditions must name a categorical or fixed parameter; {parent} is a range")
             allowed = _allowed(spec.space[parent])
+            if values == []:
+                fail(field, f"lists no value of {parent}, so {name} would never be searched")
             for value in values if isinstance(values, list) else [values]:
                 if value not in allowed:
                     fail(

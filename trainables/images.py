@@ -34,7 +34,7 @@ MAX_IMAGE_PIXELS = 89_478_485
 CHECK_VERSION = f"1/{Image.__version__}/{MAX_IMAGE_PIXELS}"
 DECODE_BATCH = 1024  # images handed to the decoding threads at a time (bounds the pending futures)
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
-_TRANSPARENT = ("RGBA", "LA", "PA", "RGBa", "La")
+_TRANSPARENT = ("RGBA", "LA", "PA", "RGBa")
 
 
 class ImageProblem(ValueError):
@@ -125,7 +125,9 @@ def first_bad_image(files: list[tuple[str, int, int]], cache_key: str) -> tuple[
             for path, problem in zip(batch, pool.map(image_problem, batch), strict=True):
                 if problem:
                     return path, problem
-    _write_cache(cache_key, {path: [size, mtime] for path, size, mtime in files})
+    # Keep what other runs of this folder passed (another choice of classes): each entry is
+    # trusted only while its file's size and modification time match.
+    _write_cache(cache_key, {**cached, **{path: [size, mtime] for path, size, mtime in files}})
     return None
 
 

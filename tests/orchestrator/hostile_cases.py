@@ -530,6 +530,8 @@ CASES: list[Case] = [
          "space.unfreeze_every.when.unfreeze_every", "conditional on itself"),
     Case("when_cycle", "conditions", space("augment: {type: categorical, choices: [none, light], when: {hflip: 0.5}}")
          + "  hflip: {type: categorical, choices: [0.0, 0.5], when: {augment: light}}\n", "space", "cycle"),
+    Case("when_lists_no_value", "conditions", replace("when: {unfreeze: gradual}", "when: {unfreeze: []}"),
+         "space.unfreeze_every.when.unfreeze", "would never be searched"),
     Case("when_unknown_param", "conditions", replace("when: {unfreeze: gradual}", "when: {unfrieze: gradual}"),
          "space.unfreeze_every.when.unfrieze", "did you mean 'unfreeze'"),
     Case("choices_repeated", "conditions", replace("[frozen, gradual]", "[frozen, frozen]"),

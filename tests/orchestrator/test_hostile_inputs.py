@@ -219,6 +219,24 @@ def test_a_pth_tar_weights_file_is_accepted_by_the_spec_check(scratch, capsys):
     assert main(["validate", str(path)]) == 0, capsys.readouterr().err
 
 
+def test_every_directory_the_storage_layout_shares_is_a_reserved_experiment_name():
+    from orchestrator.pretrained import CACHE_DIR
+    from orchestrator.spec import RESERVED_STORAGE_NAMES
+
+    assert CACHE_DIR in RESERVED_STORAGE_NAMES
+
+
+@pytest.mark.parametrize(
+    "folder,words",
+    [('"/tmp/a\\0b"', "NUL"), ("/" + "x" * 300, "a name of 300 bytes")],
+)
+def test_paths_no_os_could_take_are_refused_even_for_another_machine(scratch, capsys, folder, words):
+    path = scratch / "inputs" / "cluster.yaml"
+    path.write_text(BASE + f"data: {{dataset: {{imagefolder: {folder}}}}}\n")
+    assert main(["validate", "--no-data", str(path)]) == 2
+    assert words in capsys.readouterr().err
+
+
 # -- spec.yaml as logged to MLflow --------------------------------------------------------------
 
 
