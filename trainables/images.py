@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import warnings
@@ -95,12 +96,19 @@ def _on_white(rgba: Image.Image) -> Image.Image:
 
 
 @contextlib.contextmanager
-def quiet_bomb_warnings() -> Iterator[None]:
-    """Pillow warns on stderr about an image between its limit and twice it; load_rgb refuses those
-    itself, in one line. (Not thread-safe, as warnings filters are not: enter it on one thread.)"""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        yield
+def quiet_decoders() -> Iterator[None]:
+    """Pillow warns about an image between its pixel limit and twice it, and warns or logs about
+    the corrupt files it reads; during the check those would print beside the one line that
+    refuses the file. (Not thread-safe, as warnings filters are not: enter it on one thread.)"""
+    pil_logger = logging.getLogger("PIL")
+    level = pil_logger.level
+    pil_logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"PIL\.")
+            yield
+    finally:
+        pil_logger.setLevel(level)
 
 
 def image_problem(path: str) -> str | None:
@@ -119,7 +127,7 @@ def first_bad_image(files: list[tuple[str, int, int]], cache_key: str) -> tuple[
     cached = _read_cache(cache_key)
     todo = [path for path, size, mtime in files if cached.get(path) != [size, mtime]]
     workers = max(1, min(32, os.cpu_count() or 1))
-    with quiet_bomb_warnings(), ThreadPoolExecutor(max_workers=workers) as pool:  # decoders release the GIL
+    with quiet_decoders(), ThreadPoolExecutor(max_workers=workers) as pool:  # decoders release the GIL
         for start in range(0, len(todo), DECODE_BATCH):
             batch = todo[start : start + DECODE_BATCH]
             for path, problem in zip(batch, pool.map(image_problem, batch), strict=True):

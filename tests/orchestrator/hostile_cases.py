@@ -119,6 +119,17 @@ def png_with_corrupt_pixels() -> bytes:
     return bytes(out)
 
 
+def tiff_with_samples_per_pixel(samples: int) -> bytes:
+    """A little-endian TIFF whose SamplesPerPixel tag says `samples` (Pillow logs an error, then refuses it)."""
+    data = bytearray(tiff(np.zeros((4, 4, 3), dtype=np.uint8)))
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (count,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        if struct.unpack("<H", data[entry : entry + 2])[0] == 277:
+            data[entry + 8 : entry + 10] = struct.pack("<H", samples)
+    return bytes(data)
+
+
 def image_folder(tmp: Path, name: str = "pets", classes=("cat", "dog"), n: int = 3) -> Path:
     root = tmp / name
     for i, cls in enumerate(classes):
@@ -583,6 +594,8 @@ CASES: list[Case] = [
          "data.dataset.imagefolder", "32-bit float pixels"),
     Case("int32_tiff_beyond_16_bits", "images", bad_image("i.tif", tiff(np.full((8, 8), 70_000, dtype=np.int32))),
          "data.dataset.imagefolder", "beyond 16 bits"),
+    Case("tiff_that_pillow_logs_about", "images", bad_image("odd.tif", tiff_with_samples_per_pixel(65_000)),
+         "data.dataset.imagefolder", "odd.tif: corrupt or unreadable image", sweep=True),
     Case("text_file", "images", bad_image("notes.txt", b"hello"), "data.dataset.imagefolder",
          "notes.txt: not an image file"),
     Case("text_with_image_suffix", "images", bad_image("fake.png", b"hello, not a png"), "data.dataset.imagefolder",
