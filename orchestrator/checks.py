@@ -6,18 +6,17 @@ Each failure is a `SpecError` naming the field, so the user fixes it before comp
 from __future__ import annotations
 
 import math
-import re
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import timm
 
 from orchestrator.errors import SpecError, did_you_mean
+from orchestrator.locations import check_local_dir, check_locations, check_weights_file, local_path
 from orchestrator.spec import (
     DIGITS_CLASSES,
     REPORTED_METRICS,
+    RESERVED_STORAGE_NAMES,
     WEIGHT_SOURCES,
     CategoricalParam,
     FloatParam,
@@ -25,10 +24,11 @@ from orchestrator.spec import (
     IntParam,
     SweepSpec,
 )
-from orchestrator.storage import redact
 from trainables.hyperparams import HYPERPARAMETERS
 
 DIGITS_MIN_PER_CLASS = 174  # the rarest digit in scikit-learn's set
+MAX_ASHA_RUNGS = 64  # the spec's limits allow about 24; a guard should those limits ever move
+RAY_RESOURCE_UNIT = 1e-4  # Ray keeps resources to 4 decimals: a smaller fraction is 0 to it, and refused
 
 
 @lru_cache(maxsize=1)
@@ -40,6 +40,12 @@ def check_spec(spec: SweepSpec, source: str, *, local_files: bool = True) -> Non
     def fail(field: str, problem: str) -> None:
         raise SpecError(source, field, problem)
 
+    if spec.experiment.lower() in RESERVED_STORAGE_NAMES:
+        fail(
+            "experiment",
+            f"{spec.experiment!r} is reserved: <storage>/{spec.experiment.lower()}/ holds what every experiment "
+            "shares (the pretrained-weight cache); choose another name",
+        )
     if spec.objective.metric not in REPORTED_METRICS:
         fail(
             "objective.metric",
@@ -50,52 +56,38 @@ def check_spec(spec: SweepSpec, source: str, *, local_files: bool = True) -> Non
     _check_space(spec, fail)
     _check_conditions(spec, fail)
     _check_baselines(spec, fail)
-    es = spec.early_stopping
-    if es.grace_period > es.max_epochs:
-        fail("early_stopping.grace_period", f"must be <= max_epochs ({es.max_epochs}), got {es.grace_period}")
+    _check_early_stopping(spec, fail)
+    _check_resources(spec, fail)
     if spec.search.algorithm == "grid":
         _check_grid(spec, fail)
     if spec.search.prescreen is not None:
         _check_prescreen(spec, fail)
-    _check_storage(spec.storage, fail)
-    _check_study_storage(spec.search.study_storage, fail)
-    _check_no_credentials(spec, fail)
+    check_locations(spec, fail)
 
 
-def _check_no_credentials(spec: SweepSpec, fail) -> None:
-    """The spec is logged to MLflow as an artifact, so a password written in it would leak there."""
-    where = {
-        "mlflow.tracking_uri": (spec.mlflow.tracking_uri, "MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD"),
-        "search.study_storage": (spec.search.study_storage, "the database driver's environment (e.g. PGPASSWORD)"),
-    }
-    for field, (uri, instead) in where.items():
-        if uri and urlparse(uri).password:
-            fail(field, f"credentials do not belong in the spec (it is logged to MLflow); set {instead} instead")
-
-
-def _check_study_storage(location: str | None, fail) -> None:
-    if location is None:
-        return
-    if "://" in location:
-        if not re.match(r"(sqlite|postgresql|mysql)(\+\w+)?://.", location):
+def _check_early_stopping(spec: SweepSpec, fail) -> None:
+    es = spec.early_stopping
+    if es.grace_period > es.max_epochs:
+        fail("early_stopping.grace_period", f"must be <= max_epochs ({es.max_epochs}), got {es.grace_period}")
+    if es.scheduler == "asha":
+        # Ray's ASHA builds this many rungs up front, a list per rung.
+        rungs = int(math.log(es.max_epochs / es.grace_period) / math.log(es.reduction_factor) + 1)
+        if rungs > MAX_ASHA_RUNGS:
             fail(
-                "search.study_storage",
-                f"expected an sqlite://, postgresql:// or mysql:// URL, got {redact(location)!r}",
+                "early_stopping.reduction_factor",
+                f"{es.reduction_factor} makes {rungs} ASHA rungs between grace_period and max_epochs; "
+                f"at most {MAX_ASHA_RUNGS} are allowed",
             )
-    elif not location.endswith(".journal"):
-        fail("search.study_storage", f"expected a database URL or a journal file ending in .journal, got {location!r}")
 
 
-def _check_storage(storage: str, fail) -> None:
-    if "://" not in storage or storage.startswith("file://"):
-        return
-    parsed = urlparse(storage)
-    if parsed.scheme != "s3":
-        fail("storage", f"expected a local or mounted path, or s3://bucket/prefix, got {parsed.scheme}://")
-    if parsed.username or parsed.password:
-        fail("storage", "credentials do not belong in the spec; set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY instead")
-    if not parsed.hostname:
-        fail("storage", f"s3 storage needs a bucket: s3://bucket/prefix, got {storage!r}")
+def _check_resources(spec: SweepSpec, fail) -> None:
+    for name in ("cpu", "gpu"):
+        amount = getattr(spec.resources, name)
+        if 0 < amount < RAY_RESOURCE_UNIT:
+            fail(f"resources.{name}", f"must be 0 or at least {RAY_RESOURCE_UNIT} (Ray's precision), got {amount}")
+    gpu = spec.resources.gpu
+    if gpu > 1 and not float(gpu).is_integer():
+        fail("resources.gpu", f"a trial takes a fraction of one GPU or whole GPUs, got {gpu}")
 
 
 def _check_data(spec: SweepSpec, fail, local_files: bool) -> None:
@@ -105,9 +97,11 @@ def _check_data(spec: SweepSpec, fail, local_files: bool) -> None:
         if len(set(map(str, classes))) != len(classes):
             fail(f"{field}.classes", f"classes must be distinct, got {classes}")
         if isinstance(data.dataset, ImageFolderSource):
-            root = Path(data.dataset.imagefolder).expanduser()
-            if local_files and not root.is_dir():
-                fail(f"{field}.dataset.imagefolder", f"no such directory: {root}")
+            where = f"{field}.dataset.imagefolder"
+            if local_files:
+                check_local_dir(where, data.dataset.imagefolder, fail)
+            else:
+                local_path(where, data.dataset.imagefolder, fail)  # a path no OS could take is wrong anywhere
         else:
             bad = [c for c in classes if c not in DIGITS_CLASSES]
             if bad:
@@ -141,11 +135,7 @@ def _check_weights(spec: SweepSpec, fail, local_files: bool) -> None:
     if source != "pretrain" and spec.weights.pretrain is not None:
         fail("weights.pretrain", f"given but weights.source is {source!r}, so it would be ignored; remove it")
     if source.startswith("file:"):
-        path = Path(source.removeprefix("file:")).expanduser()
-        if local_files and not path.is_file():
-            fail("weights.source", f"no such weights file: {path}")
-        if path.suffix not in (".safetensors", ".pth", ".pt", ".bin"):
-            fail("weights.source", f"expected a .safetensors, .pth, .pt or .bin file, got {path.name!r}")
+        check_weights_file("weights.source", source.removeprefix("file:").strip(), fail, local_files=local_files)
         if len(spec.backbones) != 1:
             fail("weights.source", "a weights file fits one architecture; fix `backbone` in space to a single name")
 
@@ -223,6 +213,8 @@ def _check_conditions(spec: SweepSpec, fail) -> None:
             if isinstance(spec.space[parent], FloatParam | IntParam):
                 fail(field, f"conditions must name a categorical or fixed parameter; {parent} is a range")
             allowed = _allowed(spec.space[parent])
+            if values == []:
+                fail(field, f"lists no value of {parent}, so {name} would never be searched")
             for value in values if isinstance(values, list) else [values]:
                 if value not in allowed:
                     fail(
@@ -241,7 +233,13 @@ def _check_conditions(spec: SweepSpec, fail) -> None:
 def _check_baselines(spec: SweepSpec, fail) -> None:
     from orchestrator.space import active, contains
 
-    for i, point in enumerate(spec.search.baselines):
+    baselines, trials = spec.search.baselines, spec.search.trials
+    if len(baselines) > trials:
+        fail(
+            "search.baselines",
+            f"{len(baselines)} baselines but {trials} trials; baselines are the first trials, so some would never run",
+        )
+    for i, point in enumerate(baselines):
         for name, value in point.items():
             field = f"search.baselines[{i}].{name}"
             if name not in spec.space:

@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from orchestrator.errors import UserError
+from orchestrator.errors import UserError, error_line
 from orchestrator.storage import redact
 
 EXIT_USER_ERROR = 2
@@ -25,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except UserError as exc:
         code = getattr(exc, "exit_code", EXIT_USER_ERROR)
-        print(f"{'interrupted' if code == EXIT_INTERRUPTED else 'error'}: {exc}", file=sys.stderr)
+        line = error_line(exc)  # one printable line, whatever the input held
+        print(line.replace("error: ", "interrupted: ", 1) if code == EXIT_INTERRUPTED else line, file=sys.stderr)
         return code
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)

@@ -42,4 +42,5 @@ def _load(
         classes = data.classes or default
         return load_digits_task(classes, train_per_class=train_per_class, val_per_class=val_per_class, seed=seed)
     except DataError as exc:
-        raise SpecError(source, f"{field}.dataset", str(exc)) from None
+        where = "dataset.imagefolder" if isinstance(data.dataset, ImageFolderSource) else "dataset"
+        raise SpecError(source, f"{field}.{where}", str(exc)) from None

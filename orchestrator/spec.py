@@ -8,38 +8,97 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
-    PositiveInt,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
+    PlainValidator,
     Tag,
     ValidationError,
 )
+from pydantic_core import PydanticCustomError
 
-from orchestrator.errors import SpecError, did_you_mean
+from orchestrator.errors import SpecError, did_you_mean, shorten
+from orchestrator.spec_yaml import read_spec_yaml, spec_text_for_logging
+from orchestrator.uris import with_lower_scheme
 
-Scalar = Union[StrictBool, StrictInt, StrictFloat, StrictStr]
-# `when: {unfreeze: gradual}` or `when: {unfreeze: [gradual, lp_ft]}`
-Condition = dict[str, Scalar | list[Scalar]]
+__all__ = ["SweepSpec", "load_spec", "spec_text_for_logging"]
+
+# Limits that protect the machine. Each lies far beyond what a real sweep needs, and the message
+# that refuses a value names it.
+MAX_TRIALS = 100_000  # a big sweep runs a few thousand; Optuna's TPE slows down sharply past ~10,000
+MAX_CONCURRENT = 4_096  # trials at once: more than any cluster has workers
+MAX_EPOCHS = 10_000  # fine-tuning takes tens of epochs; bounds ASHA's rungs and every epoch loop
+MAX_SEED = 2**32 - 1  # numpy and Optuna take 32-bit seeds, and numpy refuses negative ones
+MAX_TRIAL_CPUS = 1_024  # one trial is one process on one node
+MAX_TRIAL_GPUS = 16  # the most GPUs one node carries
+# ASHA keeps 1/reduction_factor of the trials at each rung, and has log(max/grace) / log(factor)
+# rungs: a factor of 1.0000001 builds 138 million of them. 1.5 keeps two thirds per rung, gentler
+# than anyone uses (2 to 4 is usual); 100 keeps 1 %.
+MIN_REDUCTION_FACTOR = 1.5
+MAX_REDUCTION_FACTOR = 100.0
+MAX_CHOICES = 1_000  # choices of one categorical parameter (timm has about 1,300 architectures in all)
+MAX_SPACE_ENTRIES = 64  # every hyperparameter a trial knows (about 25) fits
+MAX_BASELINES = 1_000
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+MAX_TEXT = 4_096  # one path, URI or name: the OS's longest path
+MAX_NAME = 100  # an experiment or registered model name: also a directory name under `storage`
 
 REPORTED_METRICS = ("val_acc", "val_loss", "val_f1", "val_precision", "val_recall", "train_loss")
 DIGITS_CLASSES = list(range(10))
 DEFAULT_DIGITS_TARGET = [5, 6, 7, 8, 9]
 DEFAULT_DIGITS_SOURCE = [0, 1, 2, 3, 4]  # disjoint from the default target
+# Directories under `storage` that are not experiments (orchestrator.pretrained.CACHE_DIR).
+RESERVED_STORAGE_NAMES = ("pretrained",)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+def _scalar(value: Any) -> Any:
+    """A fixed value, a choice, a condition's value: a name, a finite number, or true/false."""
+    if isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        raise PydanticCustomError("finite_number", "must be a finite number")
+    raise PydanticCustomError("scalar", "must be a name, a number or true/false, not a {kind}", {"kind": _kind(value)})
+
+
+def _condition_value(value: Any) -> Any:
+    """`when: {unfreeze: gradual}` or `when: {unfreeze: [gradual, lp_ft]}`."""
+    return [_scalar(v) for v in value] if isinstance(value, list) else _scalar(value)
+
+
+def _class_name(value: Any) -> int | str:
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise PydanticCustomError(
+        "class_name", "a class is a digit (0-9) or a folder name, not a {kind}", {"kind": _kind(value)}
+    )
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "true/false", dict: "mapping", list: "list", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+Scalar = Annotated[Any, PlainValidator(_scalar)]
+Condition = dict[str, Annotated[Any, PlainValidator(_condition_value)]]
+ClassName = Annotated[Any, PlainValidator(_class_name)]
+Text = Annotated[str, Field(max_length=MAX_TEXT)]
+Uri = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(with_lower_scheme)]  # S3:// is s3://
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: no "2" or true where a number is meant, no 2.0 where an int is (an int is fine for a
+    # float); allow_inf_nan: NaN passes every range check, since comparisons with NaN are false.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class FloatParam(StrictModel):
@@ -62,7 +121,7 @@ class IntParam(StrictModel):
 
 class CategoricalParam(StrictModel):
     type: Literal["categorical"]
-    choices: list[Scalar] = Field(min_length=1)
+    choices: list[Scalar] = Field(min_length=1, max_length=MAX_CHOICES)
     when: Condition | None = None
 
 
@@ -93,86 +152,98 @@ SpaceEntry = Annotated[
 
 
 class Objective(StrictModel):
-    metric: str = "val_acc"
+    metric: Text = "val_acc"
     mode: Literal["max", "min"] = "max"
 
 
 class ImageFolderSource(StrictModel):
-    imagefolder: str  # class-per-folder images; with train/ and val/ (and test/) subfolders, or split below
+    imagefolder: Text  # class-per-folder images; with train/ and val/ (and test/) subfolders, or split below
     val_fraction: float = Field(0.2, gt=0, lt=1)
 
 
-DatasetSource = Union[Literal["digits"], ImageFolderSource]
+def _dataset_kind(value: Any) -> str | None:
+    return "digits" if isinstance(value, str) else "folder" if isinstance(value, dict) else None
+
+
+DatasetSource = Annotated[
+    Annotated[Literal["digits"], Tag("digits")] | Annotated[ImageFolderSource, Tag("folder")],
+    Discriminator(
+        _dataset_kind,
+        custom_error_type="invalid_dataset",
+        custom_error_message="expected `digits` or `{imagefolder: PATH}`",
+    ),
+]
+Classes = list[ClassName]
 
 
 class DataSpec(StrictModel):
     dataset: DatasetSource = "digits"
-    classes: list[Union[StrictInt, StrictStr]] | None = Field(None, min_length=2)  # default: digits 5-9 / all folders
-    train_per_class: PositiveInt | None = 20  # None: every training image
-    val_per_class: PositiveInt | None = None  # digits only: cap on validation images per class
+    classes: Classes | None = Field(None, min_length=2, max_length=MAX_CLASSES)  # default: digits 5-9 / all folders
+    train_per_class: int | None = Field(20, gt=0)  # None: every training image
+    val_per_class: int | None = Field(None, gt=0)  # digits only: cap on validation images per class
     image_size: int | None = Field(None, ge=8, le=1024)  # None: each backbone's pretrained input size
 
 
 class PretrainSpec(StrictModel):
     dataset: DatasetSource = "digits"
-    classes: list[Union[StrictInt, StrictStr]] | None = Field(None, min_length=2)
-    epochs: PositiveInt = 5
-    lr: float = Field(3e-3, gt=0)
+    classes: Classes | None = Field(None, min_length=2, max_length=MAX_CLASSES)
+    epochs: int = Field(5, gt=0, le=MAX_EPOCHS)
+    lr: float = Field(3e-3, gt=0, le=10)
 
 
 WEIGHT_SOURCES = ("pretrain", "hub", "file:<path>", "none")
 
 
 class WeightsSpec(StrictModel):
-    source: str = "pretrain"  # pretrain | hub | file:<path> | none
+    source: Text = "pretrain"  # pretrain | hub | file:<path> | none
     pretrain: PretrainSpec | None = None
 
 
 class Prescreen(StrictModel):
-    keep_top: StrictInt = Field(ge=1)  # backbones kept by zero-training rank (LogME) before the sweep
+    keep_top: int = Field(ge=1, le=MAX_CHOICES)  # backbones kept by zero-training rank (LogME) before the sweep
 
 
 class SearchSpec(StrictModel):
     algorithm: Literal["tpe", "random", "grid"] = "tpe"
-    trials: PositiveInt = 20
-    concurrent: PositiveInt = 1
-    seed: int = 0
+    trials: int = Field(20, gt=0, le=MAX_TRIALS)
+    concurrent: int = Field(1, gt=0, le=MAX_CONCURRENT)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     max_failures: int = Field(2, ge=0, le=100)  # retries of a trial that raises, from its last checkpoint
-    baselines: list[dict[str, Scalar]] = Field(default_factory=list)
+    baselines: list[dict[str, Scalar]] = Field(default_factory=list, max_length=MAX_BASELINES)
     # An Optuna RDB URL or a journal file (*.journal); default: a journal file beside local results.
     # Credentials belong in the environment.
-    study_storage: str | None = None
+    study_storage: Uri | None = None
     prescreen: Prescreen | None = None  # rank the backbone choices and search only the best
 
 
 class EarlyStopping(StrictModel):
     scheduler: Literal["asha", "none"] = "asha"
-    max_epochs: PositiveInt = 10
-    grace_period: PositiveInt = 1
-    reduction_factor: float = Field(3.0, gt=1)
+    max_epochs: int = Field(10, gt=0, le=MAX_EPOCHS)
+    grace_period: int = Field(1, gt=0, le=MAX_EPOCHS)
+    reduction_factor: float = Field(3.0, ge=MIN_REDUCTION_FACTOR, le=MAX_REDUCTION_FACTOR)
 
 
 class Resources(StrictModel):
-    cpu: float = Field(1.0, gt=0)
-    gpu: float = Field(0.0, ge=0)
+    cpu: float = Field(1.0, gt=0, le=MAX_TRIAL_CPUS)
+    gpu: float = Field(0.0, ge=0, le=MAX_TRIAL_GPUS)
 
 
 class MlflowSpec(StrictModel):
-    tracking_uri: str | None = None
-    register_best_as: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    tracking_uri: Uri | None = None
+    register_best_as: str | None = Field(None, pattern=NAME_PATTERN, max_length=MAX_NAME)
 
 
 class SweepSpec(StrictModel):
-    experiment: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=100)
+    experiment: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME)
     objective: Objective = Objective()
     data: DataSpec = DataSpec()
     weights: WeightsSpec = WeightsSpec()
     search: SearchSpec = SearchSpec()
     early_stopping: EarlyStopping = EarlyStopping()
     resources: Resources = Resources()
-    space: dict[str, SpaceEntry] = Field(min_length=1)
+    space: dict[str, SpaceEntry] = Field(min_length=1, max_length=MAX_SPACE_ENTRIES)
     mlflow: MlflowSpec = MlflowSpec()
-    storage: str = "./runs"
+    storage: Uri = "./runs"
 
     @property
     def searched(self) -> dict[str, SearchParam]:
@@ -202,6 +273,7 @@ def _all_field_names() -> set[str]:
         SweepSpec,
         Objective,
         DataSpec,
+        ImageFolderSource,
         PretrainSpec,
         WeightsSpec,
         SearchSpec,
@@ -224,52 +296,51 @@ def load_spec(
     from orchestrator.checks import check_spec  # checks imports timm; keep spec parsing light
 
     source = str(path)
-    raw = _read_yaml(Path(path), source)
-    for section, values in (overrides or {}).items():
-        raw[section] = {**(raw.get(section) or {}), **values}
+    raw = read_spec_yaml(Path(path), source)
+    _apply_overrides(raw, overrides or {}, source)
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:
-        raise _one_line(exc, source) from None
+        raise _one_line(exc, source, raw) from None
     check_spec(spec, source, local_files=local_files)
     return spec
 
 
-def _read_yaml(path: Path, source: str) -> dict:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(source, None, "no such file") from None
-    except OSError as exc:
-        raise SpecError(source, None, f"cannot read: {exc.strerror}") from None
-    if not data.strip():
-        raise SpecError(source, None, "the file is empty; expected a YAML mapping with `experiment` and `space`")
-    try:
-        raw = yaml.safe_load(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SpecError(source, None, "not a text file (is it binary?); expected YAML") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(source, None, f"YAML syntax error at {where}{problem}") from None
-    if not isinstance(raw, dict):
-        raise SpecError(source, None, f"expected a YAML mapping at the top level, got {type(raw).__name__}")
-    return raw
+def _apply_overrides(raw: dict, overrides: dict[str, dict[str, Any]], source: str) -> None:
+    for section, values in overrides.items():
+        current = raw.get(section)
+        if current is not None and not isinstance(current, dict):
+            raise SpecError(source, section, f"must be a mapping of settings, got a {_kind(current)}")
+        raw[section] = {**(current or {}), **values}
 
 
-def _one_line(exc: ValidationError, source: str) -> SpecError:
-    error = exc.errors()[0]
-    loc = [str(part) for part in error["loc"]]
-    # Drop the union tag pydantic inserts after a space entry (space.lr.float.low -> space.lr.low).
-    if len(loc) > 2 and loc[0] == "space" and loc[2] in (*PARAM_TYPES, "fixed"):
-        del loc[2]
-    field = ".".join(loc) or None
+def _one_line(exc: ValidationError, source: str, raw: dict) -> SpecError:
+    # Of several errors (one per union member), the one deepest in the file says most.
+    errors = [(_field_name(error["loc"], raw, error["type"]), error) for error in exc.errors()]
+    field, error = max(errors, key=lambda pair: len(pair[0]))
     if error["type"] == "extra_forbidden":
-        parent = ".".join(loc[:-1]) or "the top level"
-        return SpecError(source, field, f"unknown key in {parent}{did_you_mean(loc[-1], _all_field_names())}")
+        key = str(error["loc"][-1])
+        parent = field.rpartition(".")[0] if field.endswith(f".{key}") else ""
+        hint = did_you_mean(key, _all_field_names())
+        return SpecError(source, field, f"unknown key in {parent or 'the top level'}{hint}")
     if error["type"] == "missing":
         return SpecError(source, field, "required but missing")
     value = error.get("input")
-    shown = f" (got {value!r})" if not isinstance(value, dict | list) else ""
-    return SpecError(source, field, f"{error['msg'][:1].lower()}{error['msg'][1:]}{shown}")
+    if error["type"] in ("model_type", "dict_type", "model_attributes_type"):
+        return SpecError(source, field or None, f"must be a mapping of settings, got a {_kind(value)}")
+    shown = f" (got {shorten(repr(value), 60)})" if not isinstance(value, dict | list) else ""
+    return SpecError(source, field or None, f"{error['msg'][:1].lower()}{error['msg'][1:]}{shown}")
+
+
+def _field_name(loc: tuple, raw: Any, error_type: str) -> str:
+    """`loc` as the user wrote it (`space.backbone.choices[0]`): only the keys and indices that are
+    in the file; the union and discriminator tags pydantic inserts between them are not."""
+    name, node = "", raw
+    for i, part in enumerate(loc):
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            name, node = f"{name}[{part}]", node[part]
+        elif isinstance(node, dict) and part in node:
+            name, node = f"{name}.{part}" if name else str(part), node[part]
+        elif i == len(loc) - 1 and error_type == "missing":
+            name = f"{name}.{part}" if name else str(part)
+    return name

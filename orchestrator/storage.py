@@ -20,17 +20,23 @@ from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+from orchestrator.uris import redact, redact_in, scheme
+
+__all__ = ["Storage", "is_remote_cluster", "redact", "redact_in"]  # redact* live in orchestrator.uris
+
 
 class Storage:
     def __init__(self, uri: str):
         self.uri = uri
-        if uri.startswith("s3://"):
+        kind = scheme(uri)  # case-insensitive: S3://bucket is s3
+        if kind == "s3":
             self.fs = _s3_filesystem()
-            self.root = uri.removeprefix("s3://").rstrip("/")
+            self.root = uri[len("s3://") :].rstrip("/")
             self.is_local = False
         else:
             self.fs = pafs.LocalFileSystem()
-            self.root = str(Path(uri.removeprefix("file://")).expanduser().resolve())
+            local = uri[len("file://") :] if kind == "file" else uri
+            self.root = str(Path(local).expanduser().resolve())
             self.is_local = True
 
     def path(self, *parts: str) -> str:
@@ -92,21 +98,6 @@ class Storage:
         with tempfile.TemporaryDirectory() as directory:
             pafs.copy_files(path, directory, source_filesystem=self.fs, destination_filesystem=pafs.LocalFileSystem())
             yield directory
-
-
-def redact(uri: str) -> str:
-    """The URI with any password replaced, for logs, tags and summaries."""
-    parsed = urlparse(uri)
-    if parsed.password is None:
-        return uri
-    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@")
-    return parsed._replace(netloc=netloc).geturl()
-
-
-def redact_in(text: str, uri: str) -> str:
-    """`text` (e.g. an error message that repeats the URI) with the URI's password replaced."""
-    password = urlparse(uri).password
-    return text.replace(password, "***") if password else text
 
 
 def _s3_filesystem() -> pafs.S3FileSystem:

@@ -21,3 +21,10 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(autouse=True)
+def _image_check_cache(tmp_path_factory, monkeypatch):
+    """Image folders that passed their check are remembered in the user's cache directory; tests
+    keep theirs apart (a test that needs a fresh one sets ORCHESTRATOR_CACHE_DIR itself)."""
+    monkeypatch.setenv("ORCHESTRATOR_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "orchestrator-cache"))

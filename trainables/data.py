@@ -7,14 +7,19 @@ serves both. Tasks are built once on the driver and reach trials through Ray's o
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from trainables.images import ImageProblem, first_bad_image, load_rgb
+from trainables.paths import PathProblem, checked_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -51,11 +56,11 @@ class TaskData:
 
 
 def open_image(path: str) -> Image.Image:
+    """The image as trials train on it: RGB by the rule in trainables.images, as checked up front."""
     try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
+        return load_rgb(path)
+    except ImageProblem as exc:
+        raise DataError(f"{path}: {exc}") from None
 
 
 def load_digits_task(
@@ -102,22 +107,30 @@ def load_imagefolder_task(
 ) -> TaskData:
     """Class-per-folder images. With `train/` and `val/` (and optionally `test/`) subfolders
     those splits are used as they are; otherwise each class folder is split with a seeded
-    `val_fraction`. `train_per_class` subsamples training images (few-shot)."""
-    root = Path(root)
-    if not root.is_dir():
+    `val_fraction`. `train_per_class` subsamples training images (few-shot).
+
+    Every image is decoded up front (in parallel; a re-run skips files unchanged since they last
+    passed), and links that lead out of `root` are refused: the folder is untrusted input."""
+    try:
+        root = checked_path(os.fspath(root))
+    except PathProblem as exc:
+        raise DataError(f"the image folder path {exc}") from None
+    folder = _Folder(root)
+    if not folder.is_dir(root):
         raise DataError(f"{root}: no such directory")
-    if (root / "train").is_dir():
-        names = _class_names(root / "train", classes)
-        if not (root / "val").is_dir():
+    if folder.is_dir(root / "train"):
+        names = folder.class_names(root / "train", classes)
+        if not folder.is_dir(root / "val"):
             raise DataError(f"{root}: has train/ but no val/ folder")
-        train = _scan(root / "train", names)
-        val = _scan(root / "val", names)
-        test = _scan(root / "test", names) if (root / "test").is_dir() else None
+        train = folder.scan(root / "train", names)
+        val = folder.scan(root / "val", names)
+        test = folder.scan(root / "test", names) if folder.is_dir(root / "test") else None
     else:
-        names = _class_names(root, classes)
-        everything = _scan(root, names)
+        names = folder.class_names(root, classes)
+        everything = folder.scan(root, names)
         train, val = _split_fraction(everything, val_fraction, seed)
         test = None
+    folder.decode_all()  # fail before any compute is spent, not in epoch 3 of some trial
     if train_per_class is not None:
         train = _subsample(train, train_per_class, names, seed)
     for split_name, split in (("train", train), ("val", val)):
@@ -127,37 +140,99 @@ def load_imagefolder_task(
     return TaskData(train=train, val=val, class_names=tuple(names), test=test)
 
 
-def _class_names(folder: Path, wanted: Sequence[str] | None) -> list[str]:
-    found = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if wanted is None:
-        if len(found) < 2:
-            raise DataError(f"{folder}: needs at least two class folders, found {found}")
-        return found
-    absent = [c for c in wanted if c not in found]
-    if absent:
-        raise DataError(f"{folder}: class {absent[0]!r} has no folder (found {found})")
-    return list(wanted)
+class _Folder:
+    """An image folder walked as untrusted input: links may point anywhere inside it (they are
+    followed), but a link that leads out of it, a link loop, a folder reached twice, or a pipe,
+    socket or device is refused. Hidden files and folders are skipped."""
 
+    def __init__(self, root: Path):
+        self.root = root
+        self.real_root = Path(os.path.realpath(root))
+        self.files: list[tuple[str, int, int]] = []  # (absolute path, size, mtime_ns) of every image
+        self._seen: set[tuple[int, int]] = set()  # (device, inode) of every folder scanned
 
-def _scan(folder: Path, names: list[str]) -> ImageSplit:
-    paths, labels = [], []
-    for label, name in enumerate(names):
-        files = sorted(p for p in (folder / name).rglob("*") if p.is_file() and not p.name.startswith("."))
-        for path in files:
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                raise DataError(f"{path}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
-            _verify(path)  # fail before any compute is spent, not in epoch 3 of some trial
-            paths.append(str(path))
-            labels.append(label)
-    return ImageSplit(labels=np.array(labels, dtype=np.int64), paths=tuple(paths))
+    def is_dir(self, path: Path) -> bool:
+        return stat.S_ISDIR(self._stat(path).st_mode) if self._exists(path) else False
 
+    def class_names(self, folder: Path, wanted: Sequence[str] | None) -> list[str]:
+        found = sorted(entry.name for entry in self._entries(folder) if self.is_dir(Path(entry.path)))
+        if wanted is None:
+            if len(found) < 2:
+                raise DataError(f"{folder}: needs at least two class folders, found {found}")
+            return found
+        absent = [c for c in wanted if c not in found]
+        if absent:
+            raise DataError(f"{folder}: class {absent[0]!r} has no folder (found {found})")
+        return list(wanted)
 
-def _verify(path: Path) -> None:
-    try:
-        with Image.open(path) as image:
-            image.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise DataError(f"{path}: corrupt or unreadable image ({type(exc).__name__}: {exc})") from None
+    def scan(self, folder: Path, names: list[str]) -> ImageSplit:
+        paths, labels = [], []
+        for label, name in enumerate(names):
+            for path, info in self._images(folder / name):
+                if path.suffix.lower() not in IMAGE_SUFFIXES:
+                    raise DataError(f"{path}: not an image file (expected one of {', '.join(IMAGE_SUFFIXES)})")
+                self.files.append((os.path.abspath(path), info.st_size, info.st_mtime_ns))
+                paths.append(str(path))
+                labels.append(label)
+        return ImageSplit(labels=np.array(labels, dtype=np.int64), paths=tuple(paths))
+
+    def decode_all(self) -> None:
+        bad = first_bad_image(self.files, cache_key=str(self.real_root))
+        if bad:
+            raise DataError(f"{bad[0]}: {bad[1]}")
+
+    def _images(self, folder: Path) -> list[tuple[Path, os.stat_result]]:
+        """Every file under `folder`, depth first, sorted by path as pathlib sorts."""
+        found, pending = [], [folder]
+        while pending:
+            current = pending.pop()
+            self._enter(current)
+            for entry in self._entries(current):
+                path = Path(entry.path)
+                info = self._stat(path)
+                if stat.S_ISDIR(info.st_mode):
+                    pending.append(path)
+                elif stat.S_ISREG(info.st_mode):
+                    found.append((path, info))
+                else:
+                    raise DataError(f"{path}: not a regular file (a pipe, socket or device); expected an image")
+        return sorted(found, key=lambda item: item[0])
+
+    def _enter(self, folder: Path) -> None:
+        info = self._stat(folder)
+        if (info.st_dev, info.st_ino) in self._seen:
+            raise DataError(f"{folder}: this folder is reached twice (through a link); scan each folder once")
+        self._seen.add((info.st_dev, info.st_ino))
+
+    def _entries(self, folder: Path) -> list[os.DirEntry]:
+        try:
+            with os.scandir(folder) as entries:
+                return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError as exc:
+            raise DataError(f"{folder}: cannot be listed ({exc.strerror or type(exc).__name__})") from None
+
+    def _exists(self, path: Path) -> bool:
+        return os.path.lexists(path)
+
+    def _stat(self, path: Path) -> os.stat_result:
+        """The file `path` names, after checking that a link there stays inside the folder."""
+        try:
+            if os.path.islink(path):
+                self._check_link(path)
+            return path.stat()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+
+    def _check_link(self, path: Path) -> None:
+        try:
+            target = Path(os.path.realpath(path, strict=True))
+        except OSError as exc:
+            loop = exc.errno == errno.ELOOP
+            raise DataError(f"{path}: {'a symlink loop' if loop else 'a broken link'}") from None
+        if target != self.real_root and not target.is_relative_to(self.real_root):
+            raise DataError(
+                f"{path}: a link that leads out of the image folder (to {target}); copy the file in instead"
+            )
 
 
 def _split_fraction(split: ImageSplit, val_fraction: float, seed: int) -> tuple[ImageSplit, ImageSplit]:

@@ -12,6 +12,10 @@ from typing import Any
 from trainables.transfer import UNFREEZE_MODES
 from trainables.transforms import AUGMENT_LEVELS
 
+MAX_EPOCHS = 10_000  # as the spec's max_epochs: no epoch count beyond what any run could reach
+MAX_SEED = 2**32 - 1  # numpy and Optuna take 32-bit seeds
+MAX_LAYER_GROUPS = 10_000  # a count of transferred body groups (timm models have tens)
+
 
 @dataclass(frozen=True)
 class Hyperparameter:
@@ -41,20 +45,24 @@ class Hyperparameter:
 
 HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "backbone": Hyperparameter("resnet10t", str, help="timm model name"),
-    "transfer_layers": Hyperparameter(1.0, float, low=0, help="fraction in [0, 1] of body groups, or an int count"),
+    "transfer_layers": Hyperparameter(
+        1.0, float, low=0, high=MAX_LAYER_GROUPS, help="fraction in [0, 1] of body groups, or an int count"
+    ),
     "unfreeze": Hyperparameter("frozen", str, choices=UNFREEZE_MODES, help="schedule of the transferred groups"),
-    "unfreeze_every": Hyperparameter(1, int, low=1, help="gradual: epochs between unfreezing groups"),
-    "lp_epochs": Hyperparameter(1, int, low=1, help="lp_ft: epochs of linear probing first"),
+    "unfreeze_every": Hyperparameter(1, int, low=1, high=MAX_EPOCHS, help="gradual: epochs between unfreezing groups"),
+    "lp_epochs": Hyperparameter(1, int, low=1, high=MAX_EPOCHS, help="lp_ft: epochs of linear probing first"),
     "lr": Hyperparameter(3e-3, float, low=1e-8, high=10.0, help="peak learning rate of the head (AdamW)"),
     "layer_decay": Hyperparameter(1.0, float, low=0.01, high=1.0, help="lr scale per layer group below the head"),
     "weight_decay": Hyperparameter(1e-4, float, low=0.0, high=1.0, help="AdamW decoupled weight decay"),
-    "warmup_epochs": Hyperparameter(0, int, low=0, help="linear warmup before cosine decay"),
+    "warmup_epochs": Hyperparameter(0, int, low=0, high=MAX_EPOCHS, help="linear warmup before cosine decay"),
     "dropout": Hyperparameter(0.0, float, low=0.0, high=1.0, high_open=True, help="dropout before the head"),
     "label_smoothing": Hyperparameter(
         0.0, float, low=0.0, high=1.0, high_open=True, help="cross-entropy label smoothing"
     ),
     "batch_size": Hyperparameter(32, int, low=1, high=65536, help="training batch size"),
-    "seed": Hyperparameter(0, int, low=0, help="trial seed (init, data order); search it to repeat configs"),
+    "seed": Hyperparameter(
+        0, int, low=0, high=MAX_SEED, help="trial seed (init, data order); search it to repeat configs"
+    ),
     "drop_path": Hyperparameter(0.0, float, low=0.0, high=1.0, high_open=True, help="stochastic depth rate"),
     "mixup": Hyperparameter(0.0, float, low=0.0, high=10.0, help="mixup alpha (0: off)"),
     "cutmix": Hyperparameter(0.0, float, low=0.0, high=10.0, help="cutmix alpha (0: off)"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import pickle
 from collections.abc import Iterator
@@ -20,10 +21,16 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import LocalEntryNotFoundError
 from timm.models import clean_state_dict, get_pretrained_cfg
 
+from trainables.paths import PathProblem, checked_path, file_kind
+
 FILE_PREFIX = "file:"
 TORCH_SUFFIXES = (".pth", ".pt", ".bin", ".pth.tar")
+WEIGHTS_SUFFIXES = (".safetensors", *TORCH_SUFFIXES)  # the one list: the spec check and the loader share it
 HUB_TIMEOUT_S = 10
-_VALID_FORMS = "'hub' or 'file:<path>' (.safetensors, .pth, .pt, .bin)"
+_VALID_FORMS = "'hub' or 'file:<path>' (.safetensors, .pth, .pth.tar, .pt, .bin)"
+SAFETENSORS_MAX_HEADER = 100_000_000  # the safetensors format's own limit on its JSON header
+# A PyTorch checkpoint is a zip archive (torch >= 1.6) or, in the legacy format, a pickle.
+_TORCH_MAGIC = (b"PK\x03\x04", b"\x80")
 
 
 class WeightsError(ValueError):
@@ -83,7 +90,10 @@ def _short_hub_timeouts() -> Iterator[None]:
 
 
 def _from_file(backbone: str, raw_path: str) -> dict[str, torch.Tensor]:
-    path = Path(raw_path).expanduser()
+    try:
+        path = checked_path(raw_path)
+    except PathProblem as exc:
+        raise WeightsError(f"{backbone}: the weights path {exc}") from None
     state = _read_checkpoint(backbone, path)
     # Size the head like the file's so timm loads strictly (a fine-tuned head must not mask key mismatches).
     num_classes = _head_classes(backbone, state)
@@ -103,23 +113,80 @@ def _from_file(backbone: str, raw_path: str) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
+def has_weights_suffix(name: str) -> bool:
+    return name.lower().endswith(WEIGHTS_SUFFIXES)
+
+
+def weights_file_problem(path: Path, *, look_inside: bool = True) -> str | None:
+    """What makes `path` unusable as a weights file, in one sentence naming it, or None. Checks the
+    suffix, then (`look_inside`) that it is a non-empty regular file whose header is sound, all
+    without unpickling or mapping anything."""
+    if not has_weights_suffix(path.name):
+        return f"weights file {path} has an unsupported suffix; use {_VALID_FORMS}"
+    if not look_inside:
+        return None
+    try:
+        kind = file_kind(path)
+    except PathProblem as exc:
+        return f"weights file {path} {exc}"
+    if kind != "file":
+        return {
+            "missing": f"weights file {path} does not exist",
+            "directory": f"weights file {path} is a directory",
+        }.get(kind, f"weights file {path} is not a regular file (a pipe or a device?)")
+    try:
+        problem = _header_problem(path)
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or type(exc).__name__})"
+    return f"{path} is not a valid checkpoint: {problem}" if problem else None
+
+
+def _header_problem(path: Path) -> str | None:
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    with open(path, "rb") as stream:
+        if not path.name.lower().endswith(".safetensors"):
+            return None if stream.read(4).startswith(_TORCH_MAGIC) else "neither a zip archive nor a pickle"
+        if size < 8:
+            return "shorter than a safetensors header"
+        length = int.from_bytes(stream.read(8), "little")
+        if length > min(SAFETENSORS_MAX_HEADER, size - 8):
+            return f"its safetensors header claims {length:,} bytes, but the file holds {size - 8:,} after the length"
+        header = stream.read(length)
+    try:
+        tensors = json.loads(header)
+    except ValueError:  # also UnicodeDecodeError
+        return "its safetensors header is not JSON"
+    if not isinstance(tensors, dict):
+        return "its safetensors header is not a JSON object"
+    return _tensor_bounds_problem(tensors, size - 8 - length)
+
+
+def _tensor_bounds_problem(tensors: dict, data_bytes: int) -> str | None:
+    for name, entry in tensors.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        valid = isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)
+        if not valid or not 0 <= offsets[0] <= offsets[1] <= data_bytes:
+            return f"tensor {str(name)[:60]!r} lies outside the file's {data_bytes:,} bytes of data"
+    return None
+
+
 def _read_checkpoint(backbone: str, path: Path) -> dict[str, torch.Tensor]:
     """Tensors from a .safetensors file or a weights-only torch pickle, unwrapped like timm's load_state_dict."""
-    if not path.is_file():
-        raise WeightsError(f"{backbone}: weights file {path} does not exist (source file:{path})")
-    name = path.name.lower()
+    problem = weights_file_problem(path)
+    if problem:
+        raise WeightsError(f"{backbone}: {problem}")
     try:
-        if name.endswith(".safetensors"):
+        if path.name.lower().endswith(".safetensors"):
             checkpoint = safetensors.torch.load_file(path, device="cpu")
-        elif name.endswith(TORCH_SUFFIXES):
+        else:
             # Never unpickle arbitrary objects. argparse.Namespace is allowed as timm does: its training
             # checkpoints keep the run's args next to the weights.
             with _allow_namespace():
                 checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        else:
-            raise WeightsError(f"{backbone}: weights file {path} has an unsupported suffix; use {_VALID_FORMS}")
-    except WeightsError:
-        raise
     except Exception as e:
         raise WeightsError(f"{backbone}: {path} is not a valid checkpoint: {_read_failure(path, e)}") from e
 

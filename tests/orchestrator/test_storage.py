@@ -41,6 +41,21 @@ def test_remote_cluster_detection(address, remote):
     assert is_remote_cluster(address) == remote
 
 
-def test_redact_hides_passwords_only():
+def test_redact_hides_passwords_tokens_secret_parameters_and_fragments():
     assert redact("postgresql://optuna:s3cret@db:5432/optuna") == "postgresql://optuna:***@db:5432/optuna"
     assert redact("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
+    assert redact("https://ghp_abcdefghijklmnopqrstuvwxyz0123@m.example.com") == "https://***@m.example.com"
+    assert redact("https://m.example.com/?password=x&token=y&a=1") == "https://m.example.com/?password=***&token=***&a=1"
+    assert redact("https://m.example.com/#secret") == "https://m.example.com/#***"
+    # tests/orchestrator/test_uris.py covers the rest
+
+
+def test_s3_storage_scheme_is_case_insensitive(monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    storage = Storage("S3://bucket/prefix/")
+    assert not storage.is_local and storage.root == "bucket/prefix" and storage.display("x") == "s3://bucket/prefix/x"
+
+
+def test_file_uri_storage_is_local(tmp_path):
+    storage = Storage(f"FILE://{tmp_path}/runs")
+    assert storage.is_local and storage.root == str(tmp_path / "runs")

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -70,3 +72,55 @@ def test_requested_class_without_a_folder_is_named(tmp_path):
     _folder(tmp_path, ["a", "b"], 3)
     with pytest.raises(DataError, match="class 'c' has no folder"):
         load_imagefolder_task(tmp_path, classes=["a", "c"])
+
+
+def test_links_inside_the_folder_are_followed(tmp_path):
+    root = tmp_path / "data"
+    _folder(root, ["a", "b"], 3)
+    (root / "a" / "copy.png").symlink_to(root / "b" / "0.png")
+    (tmp_path / "data-link").symlink_to(root)  # the folder itself may be a link
+    task = load_imagefolder_task(tmp_path / "data-link", val_fraction=0.25)
+    assert len(task.train) + len(task.val) == 7
+
+
+@pytest.mark.parametrize(
+    "breakage,words",
+    [
+        (lambda root, out: (root / "a" / "x.png").symlink_to(out / "0.png"), "x.png: a link that leads out"),
+        (lambda root, out: (root / "c").symlink_to(out), "c: a link that leads out"),
+        (lambda root, out: (root / "a" / "sub").symlink_to(out), "sub: a link that leads out"),
+        (lambda root, out: (root / "a" / "x.png").symlink_to("../../outside/0.png"), "leads out"),
+        (lambda root, out: (root / "a" / "x.png").symlink_to(root / "a" / "x.png"), "a symlink loop"),
+        (lambda root, out: (root / "a" / "x.png").symlink_to(root / "gone.png"), "x.png: a broken link"),
+        (lambda root, out: (root / "a" / "up").symlink_to(root), "reached twice"),
+        (lambda root, out: os.mkfifo(root / "b" / "x.png"), "x.png: not a regular file"),
+    ],
+    ids=["file_out", "class_out", "subfolder_out", "relative_out", "loop", "dangling", "cycle", "fifo"],
+)
+def test_links_that_leave_the_folder_and_special_files_are_refused(tmp_path, breakage, words):
+    root = tmp_path / "data"
+    _folder(root, ["a", "b"], 3)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "0.png")
+    breakage(root, outside)
+    with pytest.raises(DataError, match=words):
+        load_imagefolder_task(root)
+
+
+def test_hidden_files_and_folders_are_skipped(tmp_path):
+    _folder(tmp_path, ["a", "b"], 3)
+    (tmp_path / "a" / ".DS_Store").write_bytes(b"\0")
+    (tmp_path / "a" / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "a" / ".ipynb_checkpoints" / "notes.txt").write_text("x")
+    (tmp_path / ".git").mkdir()
+    assert load_imagefolder_task(tmp_path).class_names == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    "root,words",
+    [("/tmp/" + "x" * 300, "a name of 300 bytes"), ("/tmp/a\0b", "NUL"), ("~no_such_user_4b1d/x", "home directory")],
+)
+def test_image_folder_paths_the_os_cannot_take_are_refused(root, words):
+    with pytest.raises(DataError, match=words):
+        load_imagefolder_task(root)

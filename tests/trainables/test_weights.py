@@ -2,6 +2,7 @@
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -157,3 +158,63 @@ def test_hub_offline_reads_the_local_cache(tmp_path):
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO))
     subprocess.run([sys.executable, "-c", code, str(out)], cwd=REPO, env=env, check=True, timeout=120)
     _assert_same(load_file(out), saved, skip_prefix="<none>")
+
+
+def test_pth_tar_is_a_torch_checkpoint(tmp_path):
+    saved = _source_state(seed=4)
+    torch.save({"epoch": 9, "state_dict": saved}, tmp_path / "model_best.PTH.TAR")
+    _assert_same(load_source_state("test_resnet", f"file:{tmp_path / 'model_best.PTH.TAR'}"), saved)
+
+
+def _safetensors(header, data=b"", claimed=None):
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw) if claimed is None else claimed) + raw + data
+
+
+@pytest.mark.parametrize(
+    "name,make,words",
+    [
+        ("dir.pth", lambda p: p.mkdir(), "is a directory"),
+        ("pipe.safetensors", lambda p: os.mkfifo(p), "not a regular file"),
+        ("dev.pth", lambda p: p.symlink_to("/dev/zero"), "not a regular file"),
+        ("empty.safetensors", lambda p: p.write_bytes(b""), "the file is empty"),
+        ("lies.safetensors", lambda p: p.write_bytes(_safetensors({}, claimed=2**63)), "header claims"),
+        ("short.safetensors", lambda p: p.write_bytes(b"\x10\x00"), "shorter than a safetensors header"),
+        ("json.safetensors", lambda p: p.write_bytes(_safetensors(b"\xff\xfe{")), "header is not JSON"),
+        ("list.safetensors", lambda p: p.write_bytes(_safetensors(b"[1]")), "not a JSON object"),
+        (
+            "outside.safetensors",
+            lambda p: p.write_bytes(_safetensors({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 64]}})),
+            "lies outside the file",
+        ),
+        (
+            "negative.safetensors",
+            lambda p: p.write_bytes(_safetensors({"w": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}})),
+            "lies outside the file",
+        ),
+        ("text.pt", lambda p: p.write_text("not a checkpoint"), "neither a zip archive nor a pickle"),
+    ],
+)
+def test_files_that_are_no_checkpoint_are_refused_before_reading_them(tmp_path, name, make, words):
+    path = tmp_path / name
+    make(path)
+    start = time.monotonic()
+    with pytest.raises(WeightsError, match=f"test_resnet: .*{name}.*{words}") as info:
+        load_source_state("test_resnet", f"file:{path}")
+    assert time.monotonic() - start < 10 and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "raw,words",
+    [("/tmp/" + "w" * 300 + ".pth", "a name of 304 bytes"), ("~no_such_user_4b1d/w.pth", "home directory")],
+)
+def test_weights_paths_the_os_cannot_take_are_refused(raw, words):
+    with pytest.raises(WeightsError, match=words):
+        load_source_state("test_resnet", f"file:{raw}")
+
+
+def test_the_spec_check_and_the_loader_accept_the_same_suffixes():
+    from trainables.weights import WEIGHTS_SUFFIXES, has_weights_suffix
+
+    assert {".safetensors", ".pth", ".pth.tar", ".pt", ".bin"} == set(WEIGHTS_SUFFIXES)
+    assert has_weights_suffix("best.PTH.TAR") and not has_weights_suffix("best.tar") and not has_weights_suffix("w.pkl")
