@@ -5,7 +5,8 @@ CRDs of a pinned release (folder from ORCHESTRATOR_K8S_CRDS, default ../shared/k
 the checkout), strictly, so that a misspelled field fails here instead of being dropped by the
 API server; native kinds are validated strictly with kubernetes-validate's bundled schemas.
 The rest are the house rules: pinned images and Ray versions, no inlined secrets, no exposed
-Ray ports, hardened containers with resource limits, and a cluster spec that validates.
+Ray ports, hardened containers with resource limits, a cluster spec that validates, and an image
+built from a lock file with hashes.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from typing import Any
 import pytest
 import yaml
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 SPEC = K8S / "spec" / "layers_cluster.yaml"
 SECRETS_EXAMPLE = K8S / "secrets.example.env"
+IMAGE_LOCK = REPO / "requirements" / "image.lock"
+IMAGE_LOCK_INPUT = REPO / "requirements" / "image.in"
 CRDS = Path(os.environ.get("ORCHESTRATOR_K8S_CRDS") or REPO.parent / "shared" / "k8s-crds")
 
 RAY_KINDS = {"RayJob": "rayjobs.ray.io", "RayCluster": "rayclusters.ray.io"}
@@ -538,3 +542,87 @@ def test_cluster_spec_passes_orchestrator_validate() -> None:
 
 def test_configmap_spec_is_the_one_in_search_spaces() -> None:
     assert SPEC.read_text() == (REPO / "search_spaces" / "layers_cluster.yaml").read_text()
+
+
+# --- The image: dependencies from a lock file with hashes ------------------------------------
+
+
+def _lock() -> dict[str, tuple[Version, list[str], list[str]]]:
+    """image.lock: canonical name -> (pinned version, hashes, `# via` lines)."""
+    entries: dict[str, tuple[Version, list[str], list[str]]] = {}
+    current = None
+    for line in IMAGE_LOCK.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped or (stripped.startswith("#") and current is None):
+            continue
+        if not line.startswith((" ", "#")):
+            match = re.fullmatch(r"([A-Za-z0-9._-]+)==([^\s;\\]+)\s*\\?", line)
+            assert match, f"image.lock: {line!r} is not pinned with =="
+            current = canonicalize_name(match.group(1))
+            entries[current] = (Version(match.group(2)), [], [])
+        elif stripped.startswith("--hash="):
+            assert re.fullmatch(r"--hash=sha256:[0-9a-f]{64}\s*\\?", stripped), f"image.lock: {stripped!r}"
+            entries[current][1].append(stripped)
+        elif stripped.startswith("#"):
+            via = stripped.lstrip("#").strip()
+            entries[current][2].append(via.removeprefix("via").strip())
+        else:
+            pytest.fail(f"image.lock: unexpected line {line!r}")
+    return entries
+
+
+def _pyproject() -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def test_image_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    lock = _lock()
+    assert lock and all(hashes for _, hashes, _ in lock.values()), "every locked package needs a --hash"
+    for line in _pyproject()["project"]["dependencies"]:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert name in lock, f"image.lock lacks {requirement.name}"
+        version = lock[name][0]
+        assert requirement.specifier.contains(version, prereleases=True), f"image.lock: {name}=={version} is not {line}"
+    assert lock["ray"][0] == ray_version(), "Ray in the image must be the base image's"
+    for line in IMAGE_LOCK_INPUT.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            assert requirement.specifier.contains(lock[canonicalize_name(requirement.name)][0]), line
+
+
+def test_image_lock_leaves_out_the_dev_extras() -> None:
+    """Only runtime dependencies (and image.in's pins) are top-level in the lock."""
+    direct = {canonicalize_name(Requirement(d).name) for d in _pyproject()["project"]["dependencies"]}
+    direct |= {
+        canonicalize_name(Requirement(line).name)
+        for line in IMAGE_LOCK_INPUT.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for name, (_, _, vias) in _lock().items():
+        if any(via.startswith("orchestrator") or via.startswith("-r") for via in vias):
+            assert name in direct, f"image.lock: {name} is there for the project, but is not a runtime dependency"
+    dev_only = {"pytest", "ruff", "kubernetes-validate", "moto"}
+    assert not dev_only & set(_lock()), "dev extras in the image lock"
+    header = IMAGE_LOCK.read_text().split("\n", 3)[:3]
+    command = " ".join(header)
+    assert "uv pip compile" in command and "--generate-hashes" in command, "the lock's header says how to regenerate it"
+    assert "--extra" not in command and "--all-extras" not in command
+
+
+def test_dockerfile_installs_only_locked_dependencies() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    instructions = re.sub(r"\\\n\s*", " ", text)  # join continuation lines
+    installs = re.findall(r"\bpip install ([^&\n]*)", instructions)
+    lock = str(IMAGE_LOCK.relative_to(REPO))
+    assert re.search(rf"^COPY\b.*\b{re.escape(lock)}\b", text, re.MULTILINE), "the lock must be in the image"
+    locked = [args for args in installs if f"-r {lock}" in args]
+    assert locked and all("--require-hashes" in args for args in locked), "pip must check every package's hash"
+    for args in installs:
+        if args not in locked:  # the project itself: nothing resolved, downloaded or built aside
+            assert {"--no-deps", "--no-index", "--no-build-isolation"} <= set(args.split()), args
+    assert "uv pip compile" in text, "the Dockerfile says how to regenerate the lock"
