@@ -5,19 +5,24 @@ CRDs of a pinned release (folder from ORCHESTRATOR_K8S_CRDS, default ../shared/k
 the checkout), strictly, so that a misspelled field fails here instead of being dropped by the
 API server; native kinds are validated strictly with kubernetes-validate's bundled schemas.
 The rest are the house rules: pinned images and Ray versions, no inlined secrets, no exposed
-Ray ports, hardened containers with resource limits, a cluster spec that validates, and an image
-built from a lock file with hashes.
+Ray ports, hardened containers with resource limits, and a cluster spec that validates; and the
+security rules: the least-privilege MLflow and PostgreSQL accounts, the PostgreSQL disruption
+budget and backup, and an image built from a lock file with hashes.
 """
 
 from __future__ import annotations
 
+import configparser
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -29,6 +34,8 @@ REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 SPEC = K8S / "spec" / "layers_cluster.yaml"
 SECRETS_EXAMPLE = K8S / "secrets.example.env"
+MLFLOW_AUTH_INI = K8S / "mlflow" / "basic_auth.ini"
+BOOTSTRAP_SCRIPT = K8S / "mlflow" / "bootstrap_sweep_user.py"
 IMAGE_LOCK = REPO / "requirements" / "image.lock"
 IMAGE_LOCK_INPUT = REPO / "requirements" / "image.in"
 CRDS = Path(os.environ.get("ORCHESTRATOR_K8S_CRDS") or REPO.parent / "shared" / "k8s-crds")
@@ -126,6 +133,51 @@ def env_vars(doc: dict) -> Iterator[tuple[str, dict]]:
             yield where, var
 
 
+def selects(selector: dict, labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics; an empty selector selects everything."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    for expression in selector.get("matchExpressions", []):
+        key, operator, values = expression["key"], expression["operator"], expression.get("values", [])
+        present = key in labels
+        if operator == "In" and not (present and labels[key] in values):
+            return False
+        if operator == "NotIn" and present and labels[key] in values:
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def _workload(kind: str, name: str) -> dict:
+    (doc,) = [d for d in _of_kind(kind) if d["metadata"]["name"] == name]
+    return doc
+
+
+def _env(container: dict) -> dict[str, dict]:
+    return {var["name"]: var for var in container.get("env", [])}
+
+
+def _secret_key(var: dict | None) -> str | None:
+    ref = (var or {}).get("valueFrom", {}).get("secretKeyRef")
+    return ref["key"] if ref else None
+
+
+def _secret_keys_of(container: dict, pod: dict) -> set[str]:
+    """The Secret keys a container can read: through env, or volumes it mounts."""
+    keys = {key for var in container.get("env", []) if (key := _secret_key(var))}
+    mounted = {m["name"] for m in container.get("volumeMounts", [])}
+    for volume in pod.get("volumes", []):
+        if volume["name"] in mounted and "secret" in volume:
+            keys |= {item["key"] for item in volume["secret"].get("items", [])} or {"*"}
+        for source in volume.get("projected", {}).get("sources", []) if volume["name"] in mounted else []:
+            if "secret" in source:
+                keys |= {item["key"] for item in source["secret"].get("items", [])} or {"*"}
+    return keys
+
+
 def split_image(image: str) -> tuple[str, str | None]:
     name = image.split("@", 1)[0]
     repository, sep, tag = name.rpartition(":")
@@ -154,6 +206,16 @@ def test_every_yaml_file_parses(path: Path) -> None:
     assert documents, f"{path}: no YAML document"
 
 
+def _generated_files(name: str) -> dict[str, Path]:
+    """The files of a configMapGenerator, by key."""
+    (generator,) = [g for g in KUSTOMIZATION["configMapGenerator"] if g["name"] == name]
+    files = {}
+    for entry in generator["files"]:
+        key, _, path = entry.rpartition("=")
+        files[key or Path(path).name] = K8S / path
+    return files
+
+
 def test_kustomization_lists_every_manifest() -> None:
     manifests = {p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"}
     assert set(KUSTOMIZATION["resources"]) == manifests
@@ -163,19 +225,33 @@ def test_kustomization_lists_every_manifest() -> None:
     assert files == ["layers_cluster.yaml=spec/layers_cluster.yaml"]
     # Custom resources mount it by its plain name: a hash suffix would not be rewritten there.
     assert generated["sweep-spec"]["options"]["disableNameSuffixHash"] is True
+    assert set(_generated_files("mlflow-auth")) == {"basic_auth.ini", "bootstrap_sweep_user.py"}
+    for name in generated:
+        for path in _generated_files(name).values():
+            assert path.is_file(), f"configMapGenerator {name}: {path} is missing"
 
 
-def test_kustomize_renders_the_stack() -> None:
+@pytest.fixture(scope="module")
+def rendered() -> list[dict]:
+    """`kustomize build k8s` (or `kubectl kustomize k8s`): what `kubectl apply -k k8s/` sends."""
     kustomize, kubectl = shutil.which("kustomize"), shutil.which("kubectl")
     if not (kustomize or kubectl):
         pytest.skip("neither kustomize nor kubectl is installed")
     command = [kustomize, "build", str(K8S)] if kustomize else [kubectl, "kustomize", str(K8S)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
-    rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def test_kustomize_renders_the_stack(rendered: list[dict]) -> None:
     by_name = {(doc["kind"], doc["metadata"]["name"]): doc for doc in rendered}
     assert by_name[("ConfigMap", "sweep-spec")]["data"] == {"layers_cluster.yaml": SPEC.read_text()}
-    assert len(rendered) == len(RESOURCES) + 1  # + the generated ConfigMap
+    assert len(rendered) == len(RESOURCES) + len(KUSTOMIZATION["configMapGenerator"])
+    # The MLflow ConfigMap gets a hashed name (a change rolls the pod), and the Deployment follows it.
+    (auth,) = [d for d in rendered if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("mlflow-auth-")]
+    assert auth["data"] == {key: path.read_text() for key, path in _generated_files("mlflow-auth").items()}
+    volumes = by_name[("Deployment", "mlflow")]["spec"]["template"]["spec"]["volumes"]
+    assert auth["metadata"]["name"] in {v.get("configMap", {}).get("name") for v in volumes}
     local = {entry["name"] for entry in KUSTOMIZATION.get("images", [])}
     for doc in rendered:
         assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "orchestrator"
@@ -306,6 +382,29 @@ def test_native_resource_is_valid_kubernetes(id_: str, doc: dict) -> None:
         pytest.fail(f"{id_} is invalid for Kubernetes {version}: {where}: {exc.message}")
 
 
+def test_rendered_stack_is_valid(rendered: list[dict], crd_schemas: dict[str, dict]) -> None:
+    """What kustomize sends to the API server, each document strictly against its schema: the
+    KubeRay CRDs for Ray kinds, Kubernetes' own for the rest (CronJob, PodDisruptionBudget and the
+    generated ConfigMaps included)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    kubernetes_validate = pytest.importorskip("kubernetes_validate")
+    version = kubernetes_validate.latest_version()
+    problems = []
+    for doc in rendered:
+        id_ = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in RAY_KINDS:
+            schema = crd_schemas[doc["kind"]]
+            problems += [f"{id_}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(doc)]
+            problems += [f"{id_}: undeclared {path}" for path in undeclared_fields(doc, schema)]
+        else:
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                problems.append(f"{id_}: {'.'.join(map(str, exc.absolute_path))}: {exc.message}")
+    assert not problems, "\n".join(problems)
+    assert {"CronJob", "PodDisruptionBudget", "NetworkPolicy", "RayJob", "RayCluster"} <= {d["kind"] for d in rendered}
+
+
 # --- Versions and images ----------------------------------------------------------------------
 
 
@@ -380,12 +479,17 @@ def test_no_credential_is_inlined(id_: str, doc: dict) -> None:
             assert not CREDENTIALS_IN_URI.search(arg), f"{id_} {where}: credentials in the command line"
 
 
-def test_secret_example_has_only_placeholders_and_every_key_used() -> None:
+def _example_env() -> dict[str, str]:
     example = {}
     for line in SECRETS_EXAMPLE.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             key, _, value = line.partition("=")
             example[key] = value
+    return example
+
+
+def test_secret_example_has_only_placeholders_and_every_key_used() -> None:
+    example = _example_env()
     for key, value in example.items():
         if CREDENTIAL_NAME.search(key):
             assert value == "CHANGE_ME", f"secrets.example.env: {key} must be the CHANGE_ME placeholder"
@@ -409,10 +513,15 @@ def test_secret_example_has_only_placeholders_and_every_key_used() -> None:
     for name, key, optional in referenced:
         assert name == "orchestrator-secrets", f"secretKeyRef to {name}: README.md creates orchestrator-secrets only"
         assert key in example or optional, f"{key} is used but missing from secrets.example.env"
+    used = {key for _, key, _ in referenced}
     for _, doc in RAY_RESOURCES:
         auth = _cluster_spec(doc).get("authOptions", {})
         if "secretName" in auth:  # KubeRay reads the token from the key `auth_token`
             assert auth["secretName"] == "orchestrator-secrets" and "auth_token" in example
+            used.add("auth_token")
+    # And no stale key: each one reaches some container (a key that no longer does is a secret
+    # someone keeps rotating for nothing, or a sign that a reference was lost).
+    assert not set(example) - used, f"secrets.example.env: {sorted(set(example) - used)} are used nowhere"
 
 
 # --- Exposure ---------------------------------------------------------------------------------
@@ -542,6 +651,251 @@ def test_cluster_spec_passes_orchestrator_validate() -> None:
 
 def test_configmap_spec_is_the_one_in_search_spaces() -> None:
     assert SPEC.read_text() == (REPO / "search_spaces" / "layers_cluster.yaml").read_text()
+
+
+# --- MLflow: a least-privilege user for sweeps -------------------------------------------------
+
+
+def _auth_config() -> configparser.SectionProxy:
+    config = configparser.ConfigParser()
+    config.read_string(MLFLOW_AUTH_INI.read_text())
+    return config["mlflow"]
+
+
+def test_mlflow_users_see_nothing_they_were_not_given() -> None:
+    """default_permission NO_PERMISSIONS: a user reads only what they created or were granted."""
+    auth = _auth_config()
+    assert auth["default_permission"] == "NO_PERMISSIONS"
+    assert urlsplit(auth["database_uri"]).password is None, "basic_auth.ini is a ConfigMap: no password in it"
+    deployment = _workload("Deployment", "mlflow")
+    pod = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    for container in pod["containers"] + pod.get("initContainers", []):
+        path = Path(_env(container)["MLFLOW_AUTH_CONFIG_PATH"]["value"])
+        (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == str(path.parent)]
+        assert volumes[mount["name"]]["configMap"]["name"] == "mlflow-auth", container["name"]
+        assert _generated_files("mlflow-auth")[path.name] == MLFLOW_AUTH_INI
+    (server,) = pod["containers"]
+    assert "--app-name=basic-auth" in server["args"]
+    assert _secret_key(_env(server).get("MLFLOW_FLASK_SERVER_SECRET_KEY")), "basic auth refuses to start without it"
+
+
+def test_only_the_mlflow_pod_holds_the_admin_account() -> None:
+    for id_, doc in RESOURCES:
+        for where, container, pod in containers(doc):
+            keys = _secret_keys_of(container, pod)
+            is_server = doc["kind"] == "Deployment" and where == "template container mlflow"
+            if "MLFLOW_AUTH_ADMIN_PASSWORD" in keys:
+                assert is_server, f"{id_} {where}: the MLflow admin password belongs to the MLflow server only"
+            if "MLFLOW_AUTH_ADMIN_USERNAME" in keys:
+                assert doc["kind"] == "Deployment" and doc["metadata"]["name"] == "mlflow", f"{id_} {where}"
+
+
+def test_sweeps_log_in_as_the_sweep_user_from_the_head_only() -> None:
+    example = _example_env()
+    assert example["MLFLOW_TRACKING_USERNAME"] != example["MLFLOW_AUTH_ADMIN_USERNAME"], "sweeps must not be admin"
+    for id_, doc in RAY_RESOURCES:
+        for where, container, _ in containers(doc):
+            env = _env(container)
+            if where.startswith("head container"):
+                assert _secret_key(env.get("MLFLOW_TRACKING_USERNAME")) == "MLFLOW_TRACKING_USERNAME", id_
+                assert _secret_key(env.get("MLFLOW_TRACKING_PASSWORD")) == "MLFLOW_TRACKING_PASSWORD", id_
+            else:
+                mlflow = [name for name in env if name.startswith("MLFLOW_")]
+                assert not mlflow, f"{id_} {where}: only the driver talks to MLflow"
+    # The account the head logs in as is the one the MLflow pod's init container creates.
+    pod = _workload("Deployment", "mlflow")["spec"]["template"]["spec"]
+    (bootstrap,) = pod["initContainers"]
+    env = _env(bootstrap)
+    assert _secret_key(env["MLFLOW_SWEEP_USERNAME"]) == "MLFLOW_TRACKING_USERNAME"
+    assert _secret_key(env["MLFLOW_SWEEP_PASSWORD"]) == "MLFLOW_TRACKING_PASSWORD"
+    assert _secret_key(env["MLFLOW_AUTH_ADMIN_USERNAME"]) == "MLFLOW_AUTH_ADMIN_USERNAME"
+    assert "MLFLOW_AUTH_ADMIN_PASSWORD" not in env, "the bootstrap needs the database, not the admin password"
+    mounts = {m["mountPath"] for m in bootstrap["volumeMounts"]}
+    script = Path(bootstrap["command"][-1])
+    assert str(script.parent) in mounts and _generated_files("mlflow-auth")[script.name] == BOOTSTRAP_SCRIPT
+
+
+def _bootstrap_module() -> ModuleType:
+    """The init container's script as a module (executed from source: no bytecode lands in k8s/)."""
+    module = ModuleType("bootstrap_sweep_user")
+    exec(compile(BOOTSTRAP_SCRIPT.read_text(), str(BOOTSTRAP_SCRIPT), "exec"), module.__dict__)
+    return module
+
+
+class FakeUserStore:
+    """The part of MLflow's auth SqlAlchemyStore that the bootstrap uses."""
+
+    def __init__(self, users: dict[str, tuple[str, bool]] | None = None, race: bool = False) -> None:
+        self.users = dict(users or {})
+        self.race = race  # another replica creates the user between has_user and create_user
+
+    def has_user(self, username: str, *, use_primary: bool = False) -> bool:
+        return username in self.users
+
+    def create_user(self, username: str, password: str, is_admin: bool = False) -> None:
+        if self.race:
+            self.users[username] = ("other", False)
+            raise RuntimeError("already exists")
+        self.users[username] = (password, is_admin)
+
+    def update_user(self, username: str, password: str | None = None, is_admin: bool | None = None) -> None:
+        old_password, old_admin = self.users[username]
+        self.users[username] = (password or old_password, old_admin if is_admin is None else is_admin)
+
+
+def test_sweep_user_bootstrap_creates_a_plain_user_and_keeps_it_plain() -> None:
+    bootstrap = _bootstrap_module()
+    store = FakeUserStore({"admin": ("admin-password", True)})
+    assert bootstrap.ensure_sweep_user(store, "sweeper", "sweeper-password-1", "admin") == "created"
+    assert store.users["sweeper"] == ("sweeper-password-1", False)
+    # Re-run with a rotated password, after someone made the account an admin.
+    store.users["sweeper"] = ("sweeper-password-1", True)
+    assert bootstrap.ensure_sweep_user(store, "sweeper", "sweeper-password-2", "admin") == "updated"
+    assert store.users["sweeper"] == ("sweeper-password-2", False)
+    assert store.users["admin"] == ("admin-password", True)
+    # Two replicas starting at once: the loser updates instead of failing.
+    raced = FakeUserStore(race=True)
+    assert bootstrap.ensure_sweep_user(raced, "sweeper", "sweeper-password-3", "admin") == "updated"
+    assert raced.users["sweeper"] == ("sweeper-password-3", False)
+
+
+@pytest.mark.parametrize(("username", "problem"), [("admin", "is the admin account"), ("", "empty")])
+def test_sweep_user_bootstrap_refuses_the_admin_account(username: str, problem: str) -> None:
+    bootstrap = _bootstrap_module()
+    store = FakeUserStore({"admin": ("admin-password", True)})
+    with pytest.raises(ValueError, match=problem):
+        bootstrap.ensure_sweep_user(store, username, "sweeper-password-1", "admin")
+    assert store.users == {"admin": ("admin-password", True)}
+
+
+def test_sweep_user_bootstrap_against_mlflows_own_user_store(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The real script against MLflow's auth store (SQLite here, PostgreSQL in the cluster)."""
+    if importlib.util.find_spec("flask_wtf") is None:
+        pytest.skip("MLflow's basic-auth app needs mlflow[auth] (Flask-WTF); the MLflow image has it")
+    config = tmp_path / "basic_auth.ini"
+    database = f"sqlite:///{tmp_path / 'auth.db'}"
+    config.write_text(re.sub(r"(?m)^database_uri = .*$", f"database_uri = {database}", MLFLOW_AUTH_INI.read_text()))
+    monkeypatch.setenv("MLFLOW_AUTH_CONFIG_PATH", str(config))
+    monkeypatch.setenv("MLFLOW_AUTH_ADMIN_USERNAME", "admin")
+    monkeypatch.setenv("MLFLOW_SWEEP_USERNAME", "sweeper")
+    bootstrap = _bootstrap_module()
+    for password in ("sweeper-password-1", "sweeper-password-2"):
+        monkeypatch.setenv("MLFLOW_SWEEP_PASSWORD", password)
+        assert bootstrap.main() == 0
+    from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+
+    store = SqlAlchemyStore()
+    store.init_db(database)
+    assert store.get_user("sweeper").is_admin is False
+    assert store.authenticate_user("sweeper", "sweeper-password-2")
+    monkeypatch.setenv("MLFLOW_SWEEP_USERNAME", "admin")
+    assert bootstrap.main() == 1
+    assert "admin account" in capsys.readouterr().err
+
+
+# --- PostgreSQL: a non-superuser role for MLflow, a disruption budget, backups ----------------
+
+
+def _init_sql() -> str:
+    (init,) = [c for c in _of_kind("ConfigMap") if c["metadata"]["name"] == "postgres-init"]
+    return "\n".join(init["data"].values())
+
+
+def _roles(sql: str) -> dict[str, set[str]]:
+    """CREATE ROLE statements of the init script: role -> its attribute keywords."""
+    return {
+        name: set(re.findall(r"\b[A-Z]+\b", attributes))
+        for name, attributes in re.findall(r"CREATE ROLE (\w+)([^;]*);", sql)
+    }
+
+
+def _postgres_container() -> tuple[dict, dict]:
+    pod = _workload("StatefulSet", "postgres")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return container, pod
+
+
+def _mlflow_database_uris() -> list[str]:
+    (server,) = _workload("Deployment", "mlflow")["spec"]["template"]["spec"]["containers"]
+    return [_env(server)["MLFLOW_BACKEND_STORE_URI"]["value"], _auth_config()["database_uri"]]
+
+
+def test_mlflow_connects_to_postgres_as_a_role_that_is_not_superuser() -> None:
+    container, pod = _postgres_container()
+    superuser = _env(container)["POSTGRES_USER"]["value"]
+    sql, roles = _init_sql(), _roles(_init_sql())
+    for uri in _mlflow_database_uris():
+        parts = urlsplit(uri)
+        database = parts.path.lstrip("/")
+        assert parts.username == "mlflow" != superuser, f"{uri}: MLflow must not be the superuser"
+        assert parts.password is None, f"{uri}: the password comes from PGPASSWORD, not the URI"
+        assert re.search(rf"CREATE DATABASE {database} OWNER mlflow;", sql), f"mlflow must own {database}"
+        assert re.search(rf"REVOKE ALL ON DATABASE [\w, ]*\b{database}\b[\w, ]* FROM PUBLIC;", sql), database
+    assert {"LOGIN", "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE", "NOREPLICATION", "NOBYPASSRLS"} <= roles["mlflow"]
+    assert not {"SUPERUSER", "CREATEDB", "CREATEROLE"} & roles["mlflow"]
+    # The password MLflow sends is the one the init script gives the role.
+    (server,) = _workload("Deployment", "mlflow")["spec"]["template"]["spec"]["containers"]
+    key = _secret_key(_env(server)["PGPASSWORD"])
+    (password_file,) = re.findall(r"\\set mlflow_password `cat ([^`]+)`", sql)
+    items = {
+        f"{m['mountPath']}/{item['path']}": item["key"]
+        for m in container["volumeMounts"]
+        for v in pod["volumes"]
+        if v["name"] == m["name"] and "secret" in v
+        for item in v["secret"]["items"]
+    }
+    assert items[password_file] == key == "MLFLOW_DB_PASSWORD"
+
+
+def test_the_postgres_superuser_password_stays_in_the_postgres_pod() -> None:
+    for id_, doc in RESOURCES:
+        for where, container, pod in containers(doc):
+            if "POSTGRES_PASSWORD" in _secret_keys_of(container, pod):
+                assert doc["kind"] == "StatefulSet" and doc["metadata"]["name"] == "postgres", f"{id_} {where}"
+
+
+def test_postgres_has_a_disruption_budget() -> None:
+    labels = _workload("StatefulSet", "postgres")["spec"]["template"]["metadata"]["labels"]
+    budgets = [b for b in _of_kind("PodDisruptionBudget") if selects(b["spec"]["selector"], labels)]
+    assert budgets, "no PodDisruptionBudget selects the PostgreSQL pod"
+    for budget in budgets:
+        spec = budget["spec"]
+        assert spec.get("minAvailable", 0) >= 1 or spec.get("maxUnavailable") == 0, "a drain must not evict it"
+
+
+def test_postgres_is_backed_up_every_day_with_retention() -> None:
+    (cron,) = _of_kind("CronJob")
+    spec = cron["spec"]
+    minute, hour, *days = spec["schedule"].split()
+    assert days == ["*", "*", "*"] and minute.isdigit() and hour.isdigit(), "one dump a day"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    script, env = "\n".join(container["args"]), _env(container)
+    server, _ = _postgres_container()
+    assert container["image"] == server["image"], "pg_dump must match the server's major version"
+    for uri in _mlflow_database_uris():
+        database = urlsplit(uri).path.lstrip("/")
+        assert re.search(r"pg_dump\b", script) and re.search(rf"\b{database}\b", script), f"{database} is not dumped"
+    # Retention: old dumps deleted after a successful run, by a number of days from the env.
+    assert re.search(r"find /backup .*-mtime \"\+\$BACKUP_RETENTION_DAYS\" .*-delete", script)
+    assert int(env["BACKUP_RETENTION_DAYS"]["value"]) > 0
+    assert script.lstrip().startswith("set -eu"), "a failed dump must stop before the retention deletes anything"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (backup,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/backup"]
+    claim = volumes[backup["name"]]["persistentVolumeClaim"]["claimName"]
+    assert claim in {c["metadata"]["name"] for c in _of_kind("PersistentVolumeClaim")}
+    # It reads as a role that can read everything and write nothing.
+    role = env["PGUSER"]["value"]
+    assert {"LOGIN", "NOSUPERUSER", "NOCREATEDB", "NOCREATEROLE"} <= _roles(_init_sql())[role]
+    assert re.search(rf"GRANT pg_read_all_data TO {role};", _init_sql())
+    assert "PGPASSWORD" not in env, "the password is a mounted file, read by the script"
+    assert _secret_keys_of(container, pod) == {"POSTGRES_BACKUP_PASSWORD"}
+    (password_file,) = re.findall(r"PGPASSWORD=\$\(cat ([^)]+)\)", script)
+    (mount,) = [m for m in container["volumeMounts"] if password_file.startswith(m["mountPath"] + "/")]
+    items = {item["path"]: item["key"] for item in volumes[mount["name"]]["secret"]["items"]}
+    assert items[password_file.removeprefix(mount["mountPath"] + "/")] == "POSTGRES_BACKUP_PASSWORD"
 
 
 # --- The image: dependencies from a lock file with hashes ------------------------------------
