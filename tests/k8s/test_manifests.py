@@ -6,8 +6,8 @@ the checkout), strictly, so that a misspelled field fails here instead of being 
 API server; native kinds are validated strictly with kubernetes-validate's bundled schemas.
 The rest are the house rules: pinned images and Ray versions, no inlined secrets, no exposed
 Ray ports, hardened containers with resource limits, and a cluster spec that validates; and the
-security rules: the least-privilege MLflow and PostgreSQL accounts, the PostgreSQL disruption
-budget and backup, and an image built from a lock file with hashes.
+security rules: the least-privilege MLflow and PostgreSQL accounts, the driver-only secrets, the
+PostgreSQL disruption budget and backup, and an image built from a lock file with hashes.
 """
 
 from __future__ import annotations
@@ -896,6 +896,45 @@ def test_postgres_is_backed_up_every_day_with_retention() -> None:
     (mount,) = [m for m in container["volumeMounts"] if password_file.startswith(m["mountPath"] + "/")]
     items = {item["path"]: item["key"] for item in volumes[mount["name"]]["secret"]["items"]}
     assert items[password_file.removeprefix(mount["mountPath"] + "/")] == "POSTGRES_BACKUP_PASSWORD"
+
+
+# --- Driver-only secrets ----------------------------------------------------------------------
+
+
+def test_no_container_takes_the_whole_secret() -> None:
+    """envFrom would hand every key of the Secret to the container: each key goes by name."""
+    for id_, doc in RESOURCES:
+        for where, container, _ in containers(doc):
+            assert not container.get("envFrom"), f"{id_} {where}: envFrom"
+
+
+def test_state_key_reaches_the_ray_head_only() -> None:
+    """The driver signs what it writes to shared storage with ORCHESTRATOR_STATE_KEY; a worker
+    that had the key could forge state the driver would trust, so only the head gets it."""
+    heads = 0
+    for id_, doc in RESOURCES:
+        for where, container, pod in containers(doc):
+            env = _env(container)
+            has_key = "state_key" in _secret_keys_of(container, pod) or "ORCHESTRATOR_STATE_KEY" in env
+            if doc["kind"] in RAY_KINDS and where.startswith("head container"):
+                var = env.get("ORCHESTRATOR_STATE_KEY", {})
+                assert _secret_key(var) == "state_key", f"{id_}: the driver needs ORCHESTRATOR_STATE_KEY"
+                assert not var["valueFrom"]["secretKeyRef"].get("optional"), f"{id_}: the key must not be optional"
+                heads += 1
+            else:
+                assert not has_key, f"{id_} {where}: only the Ray head may hold the state key"
+    assert heads == len(RAY_RESOURCES)
+    assert re.search(r"openssl rand -hex 32", SECRETS_EXAMPLE.read_text())
+    assert _example_env()["state_key"] == "CHANGE_ME"
+
+
+def test_ray_workers_get_no_driver_secret() -> None:
+    """Workers run trials, i.e. user code: they get the object-store keys at most."""
+    for id_, doc in RAY_RESOURCES:
+        for where, container, pod in containers(doc):
+            if where.startswith("worker group"):
+                keys = _secret_keys_of(container, pod)
+                assert keys <= {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}, f"{id_} {where}: {sorted(keys)}"
 
 
 # --- The image: dependencies from a lock file with hashes ------------------------------------
