@@ -6,7 +6,8 @@ the checkout), strictly, so that a misspelled field fails here instead of being 
 API server; native kinds are validated strictly with kubernetes-validate's bundled schemas.
 The rest are the house rules: pinned images and Ray versions, no inlined secrets, no exposed
 Ray ports, hardened containers with resource limits, and a cluster spec that validates; and the
-security rules: the least-privilege MLflow and PostgreSQL accounts, the driver-only secrets, the
+security rules: NetworkPolicies evaluated pod by pod (each pod reaches only what it needs, by
+name and port), the least-privilege MLflow and PostgreSQL accounts, the driver-only secrets, the
 PostgreSQL disruption budget and backup, and an image built from a lock file with hashes.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import configparser
 import importlib.util
+import ipaddress
 import os
 import re
 import shutil
@@ -651,6 +653,297 @@ def test_cluster_spec_passes_orchestrator_validate() -> None:
 
 def test_configmap_spec_is_the_one_in_search_spaces() -> None:
     assert SPEC.read_text() == (REPO / "search_spaces" / "layers_cluster.yaml").read_text()
+
+
+# --- Network policies, pod by pod ------------------------------------------------------------
+#
+# The policies are evaluated the way the API server's NetworkPolicy semantics define them: a
+# pod selected by a policy of a direction is isolated in that direction and may use only what
+# some rule of those policies allows. The pods are the stack's own (labels from the manifests,
+# plus those KubeRay adds) and the few outside pods the policies name.
+
+NAMESPACE = "orchestrator"
+# Pods outside the namespace that the stack talks to or hears from: (namespace, labels).
+OUTSIDE = {
+    "dns": ("kube-system", {"k8s-app": "kube-dns"}),
+    "minio": ("minio", {"app.kubernetes.io/name": "minio"}),
+    "kuberay-operator": ("kuberay-system", {"app.kubernetes.io/name": "kuberay-operator"}),
+}
+# Addresses outside the cluster, which a NetworkPolicy can name only as an ipBlock; the policy
+# that holds the ipBlock says what it is.
+EXTERNAL = {"object-store": "s3", "ray-head-model-hub": "hub", "ray-head-kube-api": "kube-api"}
+# What each pod may connect to, and who may connect to it: nothing more, nothing less.
+EXPECTED_EGRESS = {
+    "ray head": {"dns", "ray head", "ray worker", "mlflow", "minio", "s3", "hub", "kube-api"},
+    "ray worker": {"dns", "ray head", "ray worker", "minio", "s3"},
+    "submitter": {"dns", "ray head"},
+    "mlflow": {"dns", "postgres", "minio", "s3"},
+    "postgres": set(),
+    "postgres backup": {"dns", "postgres"},
+}
+EXPECTED_INGRESS = {
+    "ray head": {"ray head", "ray worker", "submitter", "kuberay-operator"},
+    "ray worker": {"ray head", "ray worker"},
+    "submitter": set(),
+    "mlflow": {"ray head"},
+    "postgres": {"mlflow", "postgres backup"},
+    "postgres backup": set(),
+}
+# Ray's listening ports that rayStartParams must fix on every node (Ray picks random ones otherwise).
+RAY_PORT_PARAMS = (
+    "node-manager-port",
+    "object-manager-port",
+    "runtime-env-agent-port",
+    "dashboard-agent-grpc-port",
+    "dashboard-agent-listen-port",
+)
+RAY_GCS_PORT, RAY_DASHBOARD_PORT = 6379, 8265  # Ray's and KubeRay's defaults on the head
+ALL_PORTS = None  # a rule without `ports`
+
+
+def stack_pods(kind: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """(namespace, labels) of every pod of the stack, with the Ray pods of a `kind` resource."""
+    (ray,) = _of_kind(kind)
+    cluster = _cluster_spec(ray)
+    (worker_group,) = cluster["workerGroupSpecs"]
+    head_labels = cluster["headGroupSpec"]["template"]["metadata"]["labels"]
+    worker_labels = worker_group["template"]["metadata"]["labels"]
+    kuberay = {"ray.io/is-ray-node": "yes"}  # what KubeRay adds to every Ray node
+    pods = {
+        "ray head": {**head_labels, **kuberay, "ray.io/node-type": "head"},
+        "ray worker": {**worker_labels, **kuberay, "ray.io/node-type": "worker"},
+    }
+    if kind == "RayJob":
+        pods["submitter"] = ray["spec"]["submitterPodTemplate"]["metadata"]["labels"]
+    templates = {"mlflow": ("Deployment", "mlflow"), "postgres": ("StatefulSet", "postgres")}
+    for role, (workload_kind, name) in templates.items():
+        (workload,) = [d for d in _of_kind(workload_kind) if d["metadata"]["name"] == name]
+        pods[role] = workload["spec"]["template"]["metadata"]["labels"]
+    (backup,) = _of_kind("CronJob")
+    pods["postgres backup"] = backup["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]
+    return {role: (NAMESPACE, labels) for role, labels in pods.items()}
+
+
+def _policies(direction: str, labels: dict[str, str]) -> list[dict]:
+    return [
+        p
+        for p in _of_kind("NetworkPolicy")
+        if direction in p["spec"].get("policyTypes", ["Ingress"]) and selects(p["spec"]["podSelector"], labels)
+    ]
+
+
+def _peer_matches(peer: dict, namespace: str, labels: dict[str, str]) -> bool:
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" in peer:
+        in_namespace = selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": namespace})
+    else:
+        in_namespace = namespace == NAMESPACE
+    return in_namespace and selects(peer.get("podSelector", {}), labels)
+
+
+def _rule_ports(rule: dict) -> set[tuple[str, int]] | None:
+    if not rule.get("ports"):
+        return ALL_PORTS
+    ports = set()
+    for entry in rule["ports"]:
+        first = entry["port"]
+        ports |= {(entry.get("protocol", "TCP"), p) for p in range(first, entry.get("endPort", first) + 1)}
+    return ports
+
+
+def _union(a: set | None, b: set | None) -> set | None:
+    return ALL_PORTS if a is ALL_PORTS or b is ALL_PORTS else a | b
+
+
+def egress_ports(source: dict[str, str], pods: dict[str, tuple[str, dict]]) -> dict[str, set | None]:
+    """Destination name -> the ports `source` (labels) may open to it, by its egress policies."""
+    policies = _policies("Egress", source)
+    if not policies:  # not isolated for egress
+        return {name: ALL_PORTS for name in [*pods, *OUTSIDE, *EXTERNAL.values()]}
+    reach: dict[str, set | None] = {}
+    for policy in policies:
+        for rule in policy["spec"].get("egress", []):
+            ports = _rule_ports(rule)
+            for peer in rule.get("to", []):
+                if "ipBlock" in peer:
+                    name = policy["metadata"]["name"]
+                    dest = EXTERNAL.get(name, f"ipBlock {peer['ipBlock']['cidr']} of {name}")
+                    reach[dest] = _union(reach.get(dest, set()), ports)
+                for dest, (namespace, labels) in {**pods, **OUTSIDE}.items():
+                    if _peer_matches(peer, namespace, labels):
+                        reach[dest] = _union(reach.get(dest, set()), ports)
+    return reach
+
+
+def ingress_ports(target: dict[str, str], pods: dict[str, tuple[str, dict]]) -> dict[str, set | None]:
+    """Source name -> the ports it may connect to on `target` (labels), by target's ingress policies."""
+    policies = _policies("Ingress", target)
+    if not policies:
+        return {name: ALL_PORTS for name in [*pods, *OUTSIDE]}
+    admitted: dict[str, set | None] = {}
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            ports = _rule_ports(rule)
+            for peer in rule.get("from", []):
+                for source, (namespace, labels) in {**pods, **OUTSIDE}.items():
+                    if _peer_matches(peer, namespace, labels):
+                        admitted[source] = _union(admitted.get(source, set()), ports)
+    return admitted
+
+
+def open_ports(source: str, dest: str, pods: dict[str, tuple[str, dict]]) -> set | None:
+    """The ports on which `source` can connect to `dest`: allowed by both ends' policies."""
+    out = egress_ports(pods[source][1], pods).get(dest, set())
+    if dest not in pods:  # outside the namespace: only our egress is ours to check
+        return out
+    into = ingress_ports(pods[dest][1], pods).get(source, set())
+    if out is ALL_PORTS:
+        return into
+    return out if into is ALL_PORTS else out & into
+
+
+def _tcp(ports: set | None) -> set[int]:
+    assert ports is not ALL_PORTS, "a rule allows every port"
+    return {port for protocol, port in ports if protocol == "TCP"}
+
+
+RAY_POLICY_KINDS = sorted(RAY_KINDS)
+
+
+def rule_problems(rule: dict, peers_key: str) -> list[str]:
+    """What makes a rule reach every address or every port: no `to`/`from`, no ports, an ipBlock
+    of (nearly) all addresses, a selector of every namespace or every pod."""
+    problems = []
+    if not rule.get(peers_key):
+        problems.append(f"without `{peers_key}` it reaches every address")
+    if not rule.get("ports"):
+        problems.append("names no ports, so it allows all of them")
+    for entry in rule.get("ports", []):
+        if not isinstance(entry.get("port"), int) or entry.get("protocol") not in ("TCP", "UDP"):
+            problems.append(f"{entry}: every port by number, with its protocol")
+    for peer in rule.get(peers_key, []):
+        if "ipBlock" in peer:
+            network = ipaddress.ip_network(peer["ipBlock"]["cidr"], strict=False)
+            if network.prefixlen < (8 if network.version == 4 else 32):
+                problems.append(f"ipBlock {network} is (nearly) every address")
+            continue
+        if not peer.get("podSelector"):
+            problems.append(f"{peer}: a peer must name its pods by label")
+        if "namespaceSelector" in peer and not peer["namespaceSelector"]:
+            problems.append("`namespaceSelector: {}` is every namespace")
+    return problems
+
+
+def test_no_rule_reaches_every_address_or_every_port() -> None:
+    """Every egress rule names its destinations and ports; every ingress rule its sources and ports."""
+    for policy in _of_kind("NetworkPolicy"):
+        for direction, peers_key in (("egress", "to"), ("ingress", "from")):
+            for i, rule in enumerate(policy["spec"].get(direction, [])):
+                problems = rule_problems(rule, peers_key)
+                assert not problems, f"NetworkPolicy {policy['metadata']['name']} {direction}[{i}]: {problems}"
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 9000}]},  # any address
+        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]},
+        {"to": [{"ipBlock": {"cidr": "::/0"}}], "ports": [{"protocol": "TCP", "port": 443}]},
+        {"to": [{"podSelector": {"matchLabels": {"ray.io/is-ray-node": "yes"}}}]},  # every port
+        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"a": "b"}}}], "ports": [{"port": 1}]},
+        {"to": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 5000}]},
+    ],
+)
+def test_the_rule_check_refuses_what_the_policies_used_to_allow(rule: dict) -> None:
+    assert rule_problems(rule, "to")
+
+
+@pytest.mark.parametrize("kind", RAY_POLICY_KINDS)
+def test_each_pod_reaches_only_what_it_needs(kind: str) -> None:
+    pods = stack_pods(kind)
+    for role, expected in EXPECTED_EGRESS.items():
+        if role not in pods:
+            continue
+        expected = expected & (set(pods) | set(OUTSIDE) | set(EXTERNAL.values()))
+        reach = {dest for dest, ports in egress_ports(pods[role][1], pods).items() if ports is ALL_PORTS or ports}
+        assert reach == expected, f"{kind}: {role} may connect to {sorted(reach)}, should to {sorted(expected)}"
+
+
+@pytest.mark.parametrize("kind", RAY_POLICY_KINDS)
+def test_each_pod_admits_only_who_needs_it(kind: str) -> None:
+    pods = stack_pods(kind)
+    for role, expected in EXPECTED_INGRESS.items():
+        if role not in pods:
+            continue
+        expected = expected & (set(pods) | set(OUTSIDE))
+        admitted = {src for src, ports in ingress_ports(pods[role][1], pods).items() if ports is ALL_PORTS or ports}
+        assert admitted == expected, f"{kind}: {role} admits {sorted(admitted)}, should {sorted(expected)}"
+
+
+@pytest.mark.parametrize("kind", RAY_POLICY_KINDS)
+def test_workers_reach_neither_mlflow_nor_the_hub_nor_the_kubernetes_api(kind: str) -> None:
+    """Trials run on the workers: they get no way to MLflow (only the driver logs), to the model
+    hub (the driver loads the weights once and ships them through Ray) or to the API server."""
+    pods = stack_pods(kind)
+    reach = egress_ports(pods["ray worker"][1], pods)
+    for dest in ("mlflow", "postgres", "hub", "kube-api"):
+        assert not reach.get(dest), f"{kind}: Ray workers can reach {dest}"
+    head = egress_ports(pods["ray head"][1], pods)
+    assert _tcp(head["mlflow"]) == {5000}
+    assert _tcp(head["hub"]) == {443}
+    assert _tcp(head["kube-api"]) <= {443, 6443}
+
+
+@pytest.mark.parametrize("kind", RAY_POLICY_KINDS)
+def test_the_connections_the_stack_needs_are_open_at_both_ends(kind: str) -> None:
+    pods = stack_pods(kind)
+    needed = [
+        ("ray worker", "ray head", RAY_GCS_PORT),
+        ("ray head", "mlflow", 5000),
+        ("mlflow", "postgres", 5432),
+        ("postgres backup", "postgres", 5432),
+        ("mlflow", "minio", 9000),
+        ("mlflow", "s3", 443),
+        ("ray worker", "minio", 9000),
+        ("ray head", "kube-api", 6443),
+    ]
+    if "submitter" in pods:
+        needed.append(("submitter", "ray head", RAY_DASHBOARD_PORT))
+    for source, dest, port in needed:
+        assert port in _tcp(open_ports(source, dest, pods)), f"{kind}: {source} cannot reach {dest}:{port}"
+    for role in EXPECTED_EGRESS:
+        if "dns" in EXPECTED_EGRESS[role] and role in pods:
+            assert ("UDP", 53) in open_ports(role, "dns", pods), f"{kind}: {role} cannot resolve names"
+    assert open_ports("ray worker", "ray head", pods) == open_ports("ray head", "ray worker", pods)
+
+
+def _ray_ports(kind: str) -> set[int]:
+    """The ports Ray listens on for other Ray nodes, as rayStartParams fix them."""
+    (ray,) = _of_kind(kind)
+    cluster = _cluster_spec(ray)
+    groups = [("head", cluster["headGroupSpec"])] + [(g["groupName"], g) for g in cluster["workerGroupSpecs"]]
+    params = []
+    for name, group in groups:
+        start = group.get("rayStartParams", {})
+        missing = [key for key in (*RAY_PORT_PARAMS, "min-worker-port", "max-worker-port") if key not in start]
+        assert not missing, f"{kind} {name}: rayStartParams must fix {missing} (NetworkPolicies name them)"
+        params.append({key: int(start[key]) for key in (*RAY_PORT_PARAMS, "min-worker-port", "max-worker-port")})
+        assert int(start.get("port", RAY_GCS_PORT)) == RAY_GCS_PORT
+    assert all(p == params[0] for p in params), f"{kind}: every node must listen on the same ports"
+    first = params[0]
+    workers = set(range(first["min-worker-port"], first["max-worker-port"] + 1))
+    return {RAY_GCS_PORT, RAY_DASHBOARD_PORT} | {first[key] for key in RAY_PORT_PARAMS} | workers
+
+
+@pytest.mark.parametrize("kind", RAY_POLICY_KINDS)
+def test_ray_nodes_talk_on_their_fixed_ports_only(kind: str) -> None:
+    pods = stack_pods(kind)
+    expected = _ray_ports(kind)
+    for source, dest in [("ray head", "ray worker"), ("ray worker", "ray head"), ("ray worker", "ray worker")]:
+        assert _tcp(open_ports(source, dest, pods)) == expected, f"{kind}: {source} -> {dest}"
+    # Not between nodes: the Ray client and the metrics port.
+    assert not {10001, 8080} & expected
 
 
 # --- MLflow: a least-privilege user for sweeps -------------------------------------------------
