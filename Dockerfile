@@ -11,13 +11,23 @@ USER 1000:100
 RUN mkdir -p /home/ray/app
 WORKDIR /home/ray/app
 
+# Dependencies come from the lock file only: every package at one version, checked against its
+# sha256 (--require-hashes), Ray at the base image's version, no dev extras. After changing
+# pyproject.toml's dependencies or requirements/image.in, regenerate it from the repository root:
+#   uv pip compile pyproject.toml requirements/image.in --generate-hashes --python-version 3.11 \
+#     --python-platform x86_64-manylinux_2_28 -o requirements/image.lock
+COPY --chown=1000:100 requirements/image.lock ./requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/image.lock
+
 COPY --chown=1000:100 pyproject.toml README.md ./
 COPY --chown=1000:100 orchestrator ./orchestrator
 COPY --chown=1000:100 trainables ./trainables
 COPY --chown=1000:100 search_spaces ./search_spaces
 
-# Pin Ray to the base image's version so that pip keeps it rather than picking another 2.x.
-RUN pip install --no-cache-dir "ray[tune]==2.60.0" . \
+# The project itself, installing nothing else: no dependency resolution (--no-deps), no download
+# (--no-index), and the build backend from the lock rather than a fresh, unpinned one
+# (--no-build-isolation).
+RUN pip install --no-cache-dir --no-deps --no-build-isolation --no-index . \
     && python -c "import orchestrator, trainables, ray; assert ray.__version__ == '2.60.0', ray.__version__"
 
 ENV PYTHONUNBUFFERED=1
