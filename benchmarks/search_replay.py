@@ -161,6 +161,8 @@ def replay(method: str, table: dict, seed: int, *, target: float, max_trials: in
         if decision == TrialScheduler.STOP or trial.epoch >= max_epochs:
             scheduler.on_trial_complete(None, trial, result)
             searcher.on_trial_complete(trial_id, result)
+            if hasattr(searcher, "flush_tells"):
+                searcher.flush_tells()  # as if Ray snapshotted at once (a sweep's ledger does so within a step)
             del running[trial_id]
             if trial.epoch >= max_epochs:
                 best = value if best is None else max(best, value)

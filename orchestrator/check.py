@@ -20,6 +20,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Run
 from optuna.trial import TrialState
 
+from orchestrator.environ import temporary_environ
 from orchestrator.ledger import Manifest, read_state
 from orchestrator.outcomes import finite, summarize
 from orchestrator.recording import ORPHANED, RecordedTrial, pick_best
@@ -214,15 +215,17 @@ def _check_best(client, parent: Run, recorded: list[RecordedTrial], mode, regist
         return
     version = tags.get("best.model_version")
     versions = client.search_model_versions(f"name = '{register_as}' and run_id = '{best.run_id}'")
-    if not version or [v.version for v in versions] != [version]:
-        problems.append(f"registered model {register_as!r}: versions from the best run {[v.version for v in versions]}"
-                        f", the parent names {version!r}")  # fmt: skip
+    found = [str(v.version) for v in versions]
+    if not version or found != [version]:
+        problems.append(f"registered model {register_as!r}: versions from the best run {found}, the parent names "
+                        f"{version!r}")  # fmt: skip
 
 
 def _check_report(client: MlflowClient, parent: Run, metric: str, mode: str, problems: list[str]) -> None:
     """The leaderboard in report/report.json against the children's MLflow histories."""
     try:
-        text = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.json")
+        with temporary_environ(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false"):
+            text = mlflow.artifacts.load_text(f"runs:/{parent.info.run_id}/report/report.json")
     except Exception:  # noqa: BLE001 - no report (it may have failed; the sweep says so): nothing to compare
         return
     report = json.loads(text)

@@ -50,30 +50,36 @@ class Recorded:
 
 
 def record_trials(
-    runs: SweepRuns, storage: Storage, sweep_id: str, manifest: Manifest, study: optuna.Study
+    runs: SweepRuns, storage: Storage, sweep_id: str, manifest: Manifest, study: optuna.Study, *, replay: bool = True
 ) -> Recorded:
+    """Replay every trial into MLflow and the study. `replay=False` only reads what the live path
+    wrote (to test that path on its own)."""
     recorded = []
     for trial_id, entry in manifest.trials.items():
         faults.reach("recording")
-        recorded.append(_record_trial(runs, storage, sweep_id, trial_id, entry, study))
-    runs.remove_orphans(set(manifest.trials))
-    if manifest.complete:  # an unfinished sweep still hands its unrecorded study trials out when it resumes
-        close_orphaned_study_trials(study, set(manifest.trials))
+        recorded.append(_record_trial(runs, storage, sweep_id, trial_id, entry, study, replay))
+    if replay:
+        runs.remove_orphans(set(manifest.trials))
+        if manifest.complete:  # an unfinished sweep still hands its unrecorded study trials out when it resumes
+            close_orphaned_study_trials(study, set(manifest.trials))
     return Recorded(trials=recorded)
 
 
-def _record_trial(runs, storage, sweep_id, trial_id, entry: TrialEntry, study) -> RecordedTrial:
+def _record_trial(runs, storage, sweep_id, trial_id, entry: TrialEntry, study, replay: bool) -> RecordedTrial:
     trial = read_trial(storage.fs, storage.path(runs.experiment, sweep_id, trial_id))
     summary = summarize(
         trial.records, errored=entry.errored, max_epochs=runs.max_epochs, metric=runs.metric, mode=runs.mode
     )
     outcome = summary.outcome if entry.ended_at is not None else INTERRUPTED
-    run_id = runs.child(trial_id, f"finetune_{trial_id}", entry.config, optuna_number=entry.optuna_number)
-    runs.log_epochs(trial_id, trial.records)
-    end_ms = int(entry.ended_at * 1000) if entry.ended_at is not None else None
-    runs.finish_child(trial_id, outcome, last_epoch=summary.last_epoch, error=entry.error, end_time_ms=end_ms)
-    if entry.ended_at is not None:
-        _reconcile_study_trial(study, entry, trial_id, run_id, trial.records, outcome, runs.metric)
+    if replay:
+        run_id = runs.child(trial_id, f"finetune_{trial_id}", entry.config, optuna_number=entry.optuna_number)
+        runs.log_epochs(trial_id, trial.records)
+        end_ms = int(entry.ended_at * 1000) if entry.ended_at is not None else None
+        runs.finish_child(trial_id, outcome, last_epoch=summary.last_epoch, error=entry.error, end_time_ms=end_ms)
+        if entry.ended_at is not None:
+            _reconcile_study_trial(study, entry, trial_id, run_id, trial.records, outcome, runs.metric)
+    else:
+        run_id = runs.find_child(trial_id) or ""
     return RecordedTrial(
         trial_id=trial_id,
         run_id=run_id,

@@ -26,6 +26,7 @@ from ray import tune
 
 from orchestrator import faults
 from orchestrator.check import Audit, check_record
+from orchestrator.credentials import credentials_file_problem, withhold_credentials
 from orchestrator.datasets import source_task, target_task
 from orchestrator.environ import temporary_environ
 from orchestrator.errors import SpecError, UserError
@@ -38,6 +39,7 @@ from orchestrator.registry import register_best
 from orchestrator.report import Report, make_report
 from orchestrator.search import open_study_storage
 from orchestrator.spec import SweepSpec, load_spec
+from orchestrator.spec_yaml import spec_text_for_logging
 from orchestrator.storage import Storage, is_remote_cluster, redact
 from orchestrator.sweep_state import (
     FINISHED,
@@ -113,9 +115,11 @@ def run_sweep(
     max_epochs: int | None = None,
     fresh: bool = False,
     trainable: Callable | None = None,
+    replay: bool = True,
 ) -> SweepSummary:
-    """Run the spec's sweep, or resume its current one. `trainable` replaces the fine-tuning trial
-    (tests of the record-keeping with a trial that needs no data); no model is then registered."""
+    """Run the spec's sweep, or resume its current one. For tests of the record-keeping:
+    `trainable` replaces the fine-tuning trial (no data, no model registered, no report), and
+    `replay=False` skips the end-of-sweep replay, so the record is what live logging wrote."""
     started = time.time()
     overrides: dict[str, dict[str, Any]] = {}
     if trials is not None:
@@ -124,12 +128,11 @@ def run_sweep(
         overrides["early_stopping"] = {"max_epochs": max_epochs}
     spec = load_spec(spec_path, overrides)
     source = str(spec_path)
-    spec_text = Path(spec_path).read_text()
+    spec_text = spec_text_for_logging(spec_path)
     target, external, pretrain_data = _load_inputs(spec, spec_path) if trainable is None else (None, {}, None)
     address = address or os.environ.get("RAY_ADDRESS")
     storage = _open_storage(spec, source, address)
-    tracking_uri = default_tracking_uri(spec.mlflow.tracking_uri)
-    _bounded_mlflow_retries()
+    tracking_uri = _tracking_uri(spec)
     check_reachable(tracking_uri)  # an unreachable store fails here, before anything is written
 
     with _experiment_lock(storage, spec.experiment, "sweep") as lock:
@@ -179,7 +182,7 @@ def run_sweep(
             manifest = state.manifest if state is not None else Manifest(requested=spec.search.trials)
             if manifest.complete:
                 print("All trials done; recording them in MLflow and registering the best model", flush=True)
-            return _finish_or_explain(sweep, manifest, target, started=started, resumed=resumed)
+            return _finish_or_explain(sweep, manifest, target, started=started, resumed=resumed, replay=replay)
         except KeyboardInterrupt:
             _mark_interrupted(sweep)
             raise
@@ -194,8 +197,7 @@ def sync_sweep(spec_path: str | Path) -> SweepSummary:
     spec = load_spec(spec_path)
     source = str(spec_path)
     storage = _open_storage(spec, source, address=None)
-    tracking_uri = default_tracking_uri(spec.mlflow.tracking_uri)
-    _bounded_mlflow_retries()
+    tracking_uri = _tracking_uri(spec)
     check_reachable(tracking_uri)
     with _experiment_lock(storage, spec.experiment, "sync"):
         record = _existing_sweep(spec, storage, source, "sync")
@@ -206,7 +208,7 @@ def sync_sweep(spec_path: str | Path) -> SweepSummary:
                 f"sweep {record.sweep_id} never reached Ray's first snapshot, so it has nothing to sync; "
                 "run `orchestrator sweep SPEC` to start it"
             )
-        sweep.runs.start_parent(spec_text=Path(spec_path).read_text(), spec_hash=spec.spec_hash(), tags={})
+        sweep.runs.start_parent(spec_text=spec_text_for_logging(spec_path), spec_hash=spec.spec_hash(), tags={})
         return _finish_or_explain(sweep, state.manifest, target_task(spec, source), started=started, resumed=True)
 
 
@@ -216,7 +218,7 @@ def report_sweep(spec_path: str | Path) -> Report:
     spec = load_spec(spec_path, local_files=False)
     storage = Storage(spec.storage)  # only read, so nothing is created where there is no sweep
     record = _existing_sweep(spec, storage, str(spec_path), "report on")
-    sweep = _open_sweep(spec, str(spec_path), storage, record, default_tracking_uri(spec.mlflow.tracking_uri))
+    sweep = _open_sweep(spec, str(spec_path), storage, record, _tracking_uri(spec))
     check_reachable(sweep.runs.tracking_uri)
     return make_report(spec, sweep.runs, sweep.study_location)
 
@@ -226,7 +228,7 @@ def check_sweep(spec_path: str | Path) -> Audit:
     spec = load_spec(spec_path, local_files=False)
     storage = Storage(spec.storage)
     _existing_sweep(spec, storage, str(spec_path), "check")
-    tracking_uri = default_tracking_uri(spec.mlflow.tracking_uri)
+    tracking_uri = _tracking_uri(spec)
     check_reachable(tracking_uri)
     return _audit(spec, storage, tracking_uri)
 
@@ -243,7 +245,7 @@ def rank_spec(spec_path: str | Path, *, address: str | None = None) -> RankRepor
     target, external, source = _load_inputs(spec, spec_path)
     address = address or os.environ.get("RAY_ADDRESS")
     storage = _open_storage(spec, str(spec_path), address)  # the pretrained-weight cache is shared with sweeps
-    tracking_uri = default_tracking_uri(spec.mlflow.tracking_uri)
+    tracking_uri = _tracking_uri(spec)
     check_reachable(tracking_uri)
 
     _init_ray(address)
@@ -279,11 +281,13 @@ def _finish_or_explain(sweep: _Sweep, manifest: Manifest, target, **kwargs) -> S
         raise
 
 
-def _finish(sweep: _Sweep, manifest: Manifest, target: TaskData | None, *, started, resumed) -> SweepSummary:
+def _finish(
+    sweep: _Sweep, manifest: Manifest, target: TaskData | None, *, started, resumed, replay: bool = True
+) -> SweepSummary:
     """Make MLflow and Optuna agree with Ray's records, register the best model, report, and check."""
     spec, runs = sweep.spec, sweep.runs
     study = optuna.load_study(study_name=sweep.sweep_id, storage=open_study_storage(sweep.study_location))
-    recorded = record_trials(runs, sweep.storage, sweep.sweep_id, manifest, study)
+    recorded = record_trials(runs, sweep.storage, sweep.sweep_id, manifest, study, replay=replay)
     summary = SweepSummary(
         experiment=spec.experiment,
         sweep_id=sweep.sweep_id,
@@ -494,10 +498,19 @@ def _study_location(spec: SweepSpec, storage: Storage) -> str:
     return location if "://" in location else str(Path(location).resolve())
 
 
-def _bounded_mlflow_retries() -> None:
+def _tracking_uri(spec: SweepSpec) -> str:
+    """The MLflow store to use, with the environment's credentials kept for the server it names."""
+    tracking_uri = default_tracking_uri(spec.mlflow.tracking_uri)
+    problem = credentials_file_problem(tracking_uri)
+    if problem:
+        raise UserError(problem)
+    warning = withhold_credentials(tracking_uri)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     # MLflow's default (7 retries, 120 s timeout) would stall Tune's event loop for minutes in an outage.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    return tracking_uri
 
 
 @contextmanager

@@ -181,6 +181,15 @@ class SweepRuns:
         client.set_terminated(self.parent_run_id, status)
 
     # -- children -------------------------------------------------------------------------
+    def find_child(self, trial_id: str) -> str | None:
+        """The trial's child run id, if it has one (creating nothing)."""
+        found = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{TRIAL_ID}` = '{trial_id}' and tags.`{PARENT}` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        return found[0].info.run_id if found else None
+
     def child(self, trial_id: str, trial_name: str, config: dict, optuna_number: int | None = None) -> str:
         """The child run for a trial, created on first sight with its params."""
         if trial_id in self._children:
