@@ -102,9 +102,16 @@ def check_record(
             continue
         recorded.append(
             RecordedTrial(
-                trial_id, child.info.run_id, entry.config, summary.outcome, summary.last_epoch, summary.final,
-                trial.records[-1] if trial.records else {}, entry.ended_at, trial.final_checkpoint,
-            )  # fmt: skip
+                trial_id,
+                child.info.run_id,
+                entry.config,
+                summary.outcome,
+                summary.last_epoch,
+                summary.final,
+                trial.records[-1] if trial.records else {},
+                entry.ended_at,
+                trial.final_checkpoint,
+            )
         )
         if entry.ended_at is None:
             continue  # reported by _check_manifest
@@ -146,8 +153,9 @@ def _children(client: MlflowClient, parent: Run, problems: list[str]) -> dict[st
     for run in runs:
         trial_id = run.data.tags.get(TRIAL_ID)
         if trial_id in by_trial:
-            problems.append(f"trial {trial_id} has two MLflow child runs: {by_trial[trial_id].info.run_id}, "
-                            f"{run.info.run_id}")  # fmt: skip
+            problems.append(
+                f"trial {trial_id} has two MLflow child runs: {by_trial[trial_id].info.run_id}, {run.info.run_id}"
+            )
         by_trial[trial_id] = run
     return by_trial
 
@@ -155,13 +163,16 @@ def _children(client: MlflowClient, parent: Run, problems: list[str]) -> dict[st
 def _check_child(client, child: Run, records, summary, ended_at: float, metric, where, problems) -> None:
     info, tags = child.info, child.data.tags
     if info.status != run_status(summary.outcome):
-        problems.append(f"{where}: MLflow run is {info.status}; a {summary.outcome} trial's is "
-                        f"{run_status(summary.outcome)}")  # fmt: skip
+        problems.append(
+            f"{where}: MLflow run is {info.status}; a {summary.outcome} trial's is {run_status(summary.outcome)}"
+        )
     if tags.get(OUTCOME) != summary.outcome:
         problems.append(f"{where}: outcome tag {tags.get(OUTCOME)!r}, but Ray's records say {summary.outcome!r}")
     if tags.get("stopped_at_epoch") != str(summary.last_epoch):
-        problems.append(f"{where}: stopped_at_epoch {tags.get('stopped_at_epoch')!r}, Ray's records end at "
-                        f"epoch {summary.last_epoch}")  # fmt: skip
+        problems.append(
+            f"{where}: stopped_at_epoch {tags.get('stopped_at_epoch')!r}, Ray's records end at "
+            f"epoch {summary.last_epoch}"
+        )
     if info.end_time is None or abs(info.end_time - ended_at * 1000) > END_TIME_TOLERANCE_MS:
         problems.append(f"{where}: MLflow run ends at {info.end_time}, the trial ended at {int(ended_at * 1000)}")
     keys = [key for key in dict.fromkeys((metric, *REPORTED_METRICS)) if any(key in r for r in records)]
@@ -183,17 +194,22 @@ def _check_study_trial(study, trial_id, number, child: Run, records, summary, me
     if number is not None and frozen.number != number:
         problems.append(f"{where}: Optuna trial {frozen.number} names it, but it was handed trial {number}")
     if frozen.user_attrs.get(MLFLOW_RUN_ID) != child.info.run_id:
-        problems.append(f"{where}: Optuna trial {frozen.number} names MLflow run "
-                        f"{frozen.user_attrs.get(MLFLOW_RUN_ID)!r}, not {child.info.run_id}")  # fmt: skip
+        problems.append(
+            f"{where}: Optuna trial {frozen.number} names MLflow run "
+            f"{frozen.user_attrs.get(MLFLOW_RUN_ID)!r}, not {child.info.run_id}"
+        )
     if child.data.tags.get(OPTUNA_TRIAL) != str(frozen.number):
-        problems.append(f"{where}: MLflow run names Optuna trial {child.data.tags.get(OPTUNA_TRIAL)!r}, "
-                        f"not {frozen.number}")  # fmt: skip
+        problems.append(
+            f"{where}: MLflow run names Optuna trial {child.data.tags.get(OPTUNA_TRIAL)!r}, not {frozen.number}"
+        )
     if frozen.state != OPTUNA_STATE[summary.outcome]:
         problems.append(f"{where}: Optuna trial {frozen.number} is {frozen.state.name}; the trial {summary.outcome}")
     expected = [(int(r["epoch"]), float(r[metric])) for r in records if finite(r.get(metric))]
     if not _same(sorted(frozen.intermediate_values.items()), expected):
-        problems.append(f"{where}: Optuna's intermediate values {_steps(frozen.intermediate_values.items())} "
-                        f"differ from Ray's {_steps(expected)}")  # fmt: skip
+        problems.append(
+            f"{where}: Optuna's intermediate values {_steps(frozen.intermediate_values.items())} "
+            f"differ from Ray's {_steps(expected)}"
+        )
     if frozen.state == TrialState.COMPLETE and not _close(frozen.value, summary.final):
         problems.append(f"{where}: Optuna's value {frozen.value} is not the final {metric} {summary.final}")
 
@@ -217,8 +233,9 @@ def _check_best(client, parent: Run, recorded: list[RecordedTrial], mode, regist
     versions = client.search_model_versions(f"name = '{register_as}' and run_id = '{best.run_id}'")
     found = [str(v.version) for v in versions]
     if not version or found != [version]:
-        problems.append(f"registered model {register_as!r}: versions from the best run {found}, the parent names "
-                        f"{version!r}")  # fmt: skip
+        problems.append(
+            f"registered model {register_as!r}: versions from the best run {found}, the parent names {version!r}"
+        )
 
 
 def _check_report(client: MlflowClient, parent: Run, metric: str, mode: str, problems: list[str]) -> None:
@@ -236,8 +253,10 @@ def _check_report(client: MlflowClient, parent: Run, metric: str, mode: str, pro
             continue
         best_epoch = max(history, key=lambda e: (sign * history[e], -e))
         if row.get("best_epoch") != best_epoch or not _close(row.get("best"), history[best_epoch]):
-            problems.append(f"report: trial {row.get('trial_id')} shows best {row.get('best')} at epoch "
-                            f"{row.get('best_epoch')}; MLflow has {history[best_epoch]} at {best_epoch}")  # fmt: skip
+            problems.append(
+                f"report: trial {row.get('trial_id')} shows best {row.get('best')} at epoch "
+                f"{row.get('best_epoch')}; MLflow has {history[best_epoch]} at {best_epoch}"
+            )
 
 
 def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:

@@ -454,9 +454,7 @@ def _existing_sweep(spec: SweepSpec, storage: Storage, source: str, verb: str) -
     if record is None:
         raise SpecError(source, "experiment", f"no sweep of {spec.experiment!r} in {storage.display()} to {verb}")
     if record.spec_hash != spec.spec_hash():
-        raise SpecError(
-            source, "experiment", f"the current sweep of {spec.experiment!r} was run with a different spec"
-        )
+        raise SpecError(source, "experiment", f"the current sweep of {spec.experiment!r} was run with a different spec")
     return record
 
 

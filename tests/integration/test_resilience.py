@@ -1,9 +1,9 @@
-"""Nothing lost: a driver SIGKILLed at three moments, a trial's worker killed, a node removed,
-a diverging trial, and an MLflow server that goes away mid-sweep.
+"""Nothing lost: a trial's worker killed, a node removed, a diverging trial, and an MLflow server
+that goes away mid-sweep (a driver killed at every phase: test_kills.py).
 
-Every test runs the real thing: `orchestrator sweep` in its own process (so it can be killed
-like a preempted machine), a local Ray cluster, Optuna on SQLite and MLflow, and checks what
-is left through Ray's records, Optuna's and MLflow's own clients.
+Every test runs the real thing: `orchestrator sweep` in its own process, a local Ray cluster,
+Optuna and MLflow, and checks what is left with `orchestrator check` and through Ray's records,
+Optuna's and MLflow's own clients.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -28,90 +26,10 @@ import torch
 from mlflow import MlflowClient
 
 from orchestrator.search import open_study_storage
+from tests.integration.drivers import Driver, check, checkpoints, trial_records, write_spec
 from trainables.models import create_backbone
 
 pytestmark = pytest.mark.integration
-
-SPEC = textwrap.dedent("""\
-    experiment: {experiment}
-    data: {{classes: [5, 6, 7], train_per_class: {per_class}, val_per_class: 20, image_size: 32}}
-    weights: {weights}
-    search: {{trials: {trials}, concurrent: {concurrent}, seed: 0, algorithm: {algorithm}{search_extra}}}
-    early_stopping: {early_stopping}
-    space:
-    {space}
-      batch_size: 8
-    mlflow: {{tracking_uri: {tracking_uri}, register_best_as: {experiment}-best}}
-    storage: ./runs
-""")
-PRETRAIN = "{source: pretrain, pretrain: {classes: [0, 1, 2], epochs: 1}}"
-SEARCHED = """\
-  backbone: {type: categorical, choices: [test_resnet, test_vit]}
-  transfer_layers: {type: float, low: 0.0, high: 1.0}
-  unfreeze: {type: categorical, choices: [frozen, full]}
-  lr: {type: float, low: 1.0e-3, high: 1.0e-2, log: true}"""
-
-
-def write_spec(workdir: Path, **fields) -> Path:
-    values = {
-        "experiment": "it",
-        "per_class": 8,
-        "weights": PRETRAIN,
-        "concurrent": 2,
-        "algorithm": "tpe",
-        "search_extra": "",
-        "early_stopping": "{scheduler: none, max_epochs: 3}",
-        "space": SEARCHED,
-        "tracking_uri": f"sqlite:///{workdir / 'mlflow.db'}",
-        **fields,
-    }
-    path = workdir / "spec.yaml"
-    path.write_text(SPEC.format(**values))
-    return path
-
-
-class Driver:
-    """`orchestrator sweep` in its own process group, its output collected line by line."""
-
-    def __init__(self, spec: Path, *extra: str):
-        self.lines: list[str] = []
-        self.started = time.time()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "orchestrator", "sweep", str(spec), *extra],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=spec.parent,
-            start_new_session=True,  # so SIGKILL takes the driver and the Ray cluster it started
-        )
-        self._reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
-        self._reader.start()
-
-    @property
-    def trial_lines(self) -> int:
-        return sum(line.startswith("[") for line in self.lines)
-
-    def wait_for(self, condition, timeout: float = 240) -> None:
-        deadline = time.time() + timeout
-        while not condition():
-            assert self.process.poll() is None, "the sweep ended before the moment came:\n" + self.output()
-            assert time.time() < deadline, "timed out waiting:\n" + self.output()
-            time.sleep(0.2)
-
-    def kill(self) -> float:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        self._reader.join(timeout=10)
-        return time.time() - self.started
-
-    def finish(self, timeout: float = 400) -> float:
-        self.process.wait(timeout=timeout)
-        self._reader.join(timeout=10)
-        assert self.process.returncode == 0, self.output()
-        return time.time() - self.started
-
-    def output(self) -> str:
-        return "".join(self.lines)[-4000:]
 
 
 @pytest.fixture
@@ -123,20 +41,12 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def trial_records(workdir: Path, experiment: str) -> dict[str, list[dict]]:
-    """Every trial's results as Ray recorded them (result.json, one line per report)."""
-    records = {}
-    for result in (workdir / "runs" / experiment).glob("sweep-*/*/result.json"):
-        records[result.parent.name] = [json.loads(line) for line in result.read_text().splitlines() if line]
-    return records
-
-
-def checkpoints(workdir: Path, experiment: str) -> int:
-    return len(list((workdir / "runs" / experiment).glob("sweep-*/*/checkpoint_*/trial.pt")))
-
-
 def assert_every_trial_accounted_for(tracking_uri: str, experiment: str, trials: int, max_epochs: int) -> list:
-    """Exactly `trials` child runs, unique trial ids, nothing RUNNING, gap-free histories, Optuna agreeing."""
+    """`orchestrator check` passes, and, read directly: exactly `trials` child runs, unique trial ids,
+    nothing RUNNING, gap-free histories, Optuna agreeing."""
+    spec = Path.cwd() / f"{experiment}.yaml"
+    result = check(spec)
+    assert result.returncode == 0, result.stdout + result.stderr
     client = MlflowClient(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     (parent,) = client.search_runs([exp.experiment_id], "tags.`orchestrator.role` = 'sweep'")
@@ -158,42 +68,6 @@ def assert_every_trial_accounted_for(tracking_uri: str, experiment: str, trials:
     expected = {"completed": "COMPLETE", "pruned": "PRUNED", "errored": "FAIL", "diverged": "FAIL"}
     assert states == sorted(expected[c.data.tags["outcome"]] for c in children)  # one Optuna trial per Ray trial
     return children
-
-
-def test_driver_killed_at_three_moments_and_rerun_each_time_loses_nothing(workdir, capsys):
-    trials, max_epochs = 6, 4
-    spec = write_spec(
-        workdir,
-        trials=trials,
-        search_extra=", baselines: [{backbone: test_resnet, transfer_layers: 0.0, unfreeze: full}]",
-        early_stopping=f"{{max_epochs: {max_epochs}, grace_period: 1, reduction_factor: 2}}",
-    )
-    times = []
-    # 1. mid-trial: a trial has checkpointed its first epoch
-    first = Driver(spec)
-    first.wait_for(lambda: checkpoints(workdir, "it") >= 1)
-    times.append(first.kill())
-    # 2. between trials: two more trials have finished
-    second = Driver(spec)
-    second.wait_for(lambda: second.trial_lines >= 2)
-    times.append(second.kill())
-    # 3. after every trial, while the end pass writes MLflow and registers the best model
-    third = Driver(spec)
-    third.wait_for(lambda: any(line.startswith("All trials done") for line in third.lines))
-    times.append(third.kill())
-
-    last = Driver(spec)
-    times.append(last.finish())
-    assert "resumed and finished" in last.output()
-    children = assert_every_trial_accounted_for(f"sqlite:///{workdir / 'mlflow.db'}", "it", trials, max_epochs)
-    assert {c.data.tags["outcome"] for c in children} <= {"completed", "pruned"}
-    for trial, records in trial_records(workdir, "it").items():  # Ray's own record: each epoch once, in order
-        epochs = [r["epoch"] for r in records]
-        assert epochs == list(range(1, len(epochs) + 1)), (trial, epochs)
-    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
-    assert len(client.search_model_versions("name = 'it-best'")) == 1
-    with capsys.disabled():
-        print(f"\n  kill-and-resume runs took {', '.join(f'{t:.0f} s' for t in times)}")
 
 
 def _trial_workers() -> list[psutil.Process]:
@@ -307,10 +181,21 @@ def _free_port() -> int:
 def _mlflow_server(workdir: Path, port: int) -> subprocess.Popen:
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{workdir / 'server.db'}",
-            "--artifacts-destination", str(workdir / "artifacts"),
-        ],  # fmt: skip
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{workdir / 'server.db'}",
+            "--artifacts-destination",
+            str(workdir / "artifacts"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,

@@ -222,11 +222,13 @@ def test_baselines_are_enqueued_once_however_often_a_driver_builds_the_searcher(
 def test_trials_a_driver_asked_for_before_dying_are_handed_out_by_the_next_one(spec, tmp_path):
     """Killed before Ray's first snapshot: the study holds RUNNING trials no Ray trial owns."""
     location = str(tmp_path / "optuna.journal")
-    first = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, storage=open_study_storage(location),
-                      study_name="s")  # fmt: skip
+    first = _searcher(
+        FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, storage=open_study_storage(location), study_name="s"
+    )
     lost = [first.suggest(f"lost{i}") for i in range(2)]
-    second = _searcher(FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, storage=open_study_storage(location),
-                       study_name="s")  # fmt: skip
+    second = _searcher(
+        FidelityOptunaSearch, spec, max_epochs=MAX_EPOCHS, storage=open_study_storage(location), study_name="s"
+    )
     assert [second.suggest("a"), second.suggest("b")] == lost
     second.suggest("c")
     trials = second._ot_study.get_trials()

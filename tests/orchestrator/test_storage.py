@@ -45,7 +45,9 @@ def test_redact_hides_passwords_tokens_secret_parameters_and_fragments():
     assert redact("postgresql://optuna:s3cret@db:5432/optuna") == "postgresql://optuna:***@db:5432/optuna"
     assert redact("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
     assert redact("https://ghp_abcdefghijklmnopqrstuvwxyz0123@m.example.com") == "https://***@m.example.com"
-    assert redact("https://m.example.com/?password=x&token=y&a=1") == "https://m.example.com/?password=***&token=***&a=1"
+    assert (
+        redact("https://m.example.com/?password=x&token=y&a=1") == "https://m.example.com/?password=***&token=***&a=1"
+    )
     assert redact("https://m.example.com/#secret") == "https://m.example.com/#***"
     # tests/orchestrator/test_uris.py covers the rest
 
