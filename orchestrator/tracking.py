@@ -18,7 +18,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
 from ray.tune import Callback
 from ray.tune.utils import flatten_dict
@@ -191,17 +191,21 @@ class SweepRuns:
         return found[0].info.run_id if found else None
 
     def child(self, trial_id: str, trial_name: str, config: dict, optuna_number: int | None = None) -> str:
-        """The child run for a trial, created on first sight with its params."""
+        """The child run for a trial, created on first sight with its params. A run someone deleted
+        is restored rather than replaced, so the Optuna trial that names it still does."""
         if trial_id in self._children:
             return self._children[trial_id]
         client = self.client
         found = client.search_runs(
             [self.experiment_id],
             f"tags.`{TRIAL_ID}` = '{trial_id}' and tags.`{PARENT}` = '{self.parent_run_id}'",
+            run_view_type=ViewType.ALL,
             max_results=1,
         )
         if found:
             run_id = found[0].info.run_id
+            if found[0].info.lifecycle_stage == "deleted":
+                client.restore_run(run_id)
             self._logged[trial_id] = {m.step: m.value for m in client.get_metric_history(run_id, self.metric)}
         else:
             tags = {PARENT: self.parent_run_id, ROLE: "trial", TRIAL_ID: trial_id, SWEEP_ID: self.sweep_id}

@@ -57,19 +57,28 @@ def workdir(tmp_path):
 
 
 def test_multi_node_sweep_spreads_trials_over_nodes(workdir):
+    """Deterministic placement: both worker nodes are up before the sweep starts, each has one
+    CPU and the head none, and the sweep's two trials are requested together, so Tune must
+    reserve one node for each."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})  # like k8s: the head runs no trials
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     cluster.wait_for_nodes()
     try:
+        ray.init(address=cluster.address)  # the sweep joins this connection
+        deadline = time.time() + 60
+        while ray.cluster_resources().get("CPU", 0) < 2:  # both workers' CPUs visible to the scheduler
+            assert time.time() < deadline, ray.cluster_resources()
+            time.sleep(0.2)
         spec = workdir / "spec.yaml"
-        spec.write_text(SPEC.format(experiment="nodes", trials=4, epochs=2, storage="./runs"))
+        spec.write_text(SPEC.format(experiment="nodes", trials=2, epochs=2, storage="./runs"))
         summary = run_sweep(spec, address=cluster.address)
         children = _children(summary.tracking_uri, "nodes")
-        assert len(children) == 4 and summary.outcomes == {"completed": 4}
-        nodes = {c.data.tags["ray.node_id"] for c in children}
-        assert len(nodes) >= 2 and nodes <= {w.node_id for w in workers}
+        assert len(children) == 2 and summary.outcomes == {"completed": 2}
+        assert summary.audit.problems == []
+        nodes = [c.data.tags["ray.node_id"] for c in children]
+        assert sorted(nodes) == sorted(w.node_id for w in workers)  # one trial on each worker, none on the head
     finally:
         ray.shutdown()
         cluster.shutdown()

@@ -106,6 +106,8 @@ def test_prescreen_sweeps_only_the_top_backbones(workdir, client, capsys):
 
     # Resuming reads the kept list back from the parent run instead of ranking again.
     # (No target data and no weights are given: ranking again would fail.)
-    runs = SweepRuns(summary.tracking_uri, "prescreen-it", summary.sweep_id, 2, "val_acc", summary.parent_run_id)
+    runs = SweepRuns(
+        summary.tracking_uri, "prescreen-it", summary.sweep_id, 2, "val_acc", parent_run_id=summary.parent_run_id
+    )
     assert prescreen(load_spec("prescreen.yaml"), runs, target=None, weights={}).backbones == kept
     assert "kept when this sweep started" in capsys.readouterr().out

@@ -146,12 +146,13 @@ def test_sync_replays_what_mlflow_lost_and_running_it_twice_changes_nothing(swee
     workdir, first = sweep
     before = _history(client, first.parent_run_id)
     lost = next(c for c in _children(client, first.parent_run_id) if c.info.run_id != first.best_run_id)
-    client.delete_run(lost.info.run_id)  # as if MLflow had missed this trial entirely
+    client.delete_run(lost.info.run_id)  # someone deleted a trial's run in the UI
 
     assert main(["sync", str(workdir / "spec.yaml")]) == 0
     assert "parent run " + first.parent_run_id in capsys.readouterr().out
     replayed = _history(client, first.parent_run_id)
-    assert replayed == before  # the lost trial is back, epoch by epoch, from Ray's records
+    assert replayed == before  # the trial is back, epoch by epoch
+    assert client.get_run(lost.info.run_id).info.lifecycle_stage == "active"  # the same run, which Optuna names
 
     assert main(["sync", str(workdir / "spec.yaml")]) == 0
     assert _history(client, first.parent_run_id) == before
