@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.harness import TrialRecord, run_in_worker, worker_pool
 from benchmarks.report import machine
-from orchestrator.datasets import source_task, target_task
+from orchestrator.run import source_task, target_task
 from orchestrator.spec import load_spec
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "search_spaces" / "layers.yaml"

@@ -129,10 +129,10 @@ def _kind(pid: int, root: int, cmdline: str) -> str:
 
 def _sweep_child(spec: str, out: str) -> None:
     """Runs in the subprocess: the sweep, with `Tuner.fit` and every trial timed."""
+    import orchestrator.sweep
     from ray import tune
 
-    import orchestrator.sweep
-    from orchestrator.sweep import run_sweep
+    from orchestrator.run import run_sweep
 
     os.environ["BENCHMARK_TRIAL_LOG"] = str(Path(out).with_suffix(".trials.jsonl").resolve())
     orchestrator.sweep.finetune = timed_finetune
@@ -174,7 +174,7 @@ def _sweep_child(spec: str, out: str) -> None:
 
 # -- the plain pool ------------------------------------------------------------------------------
 def plain_arm(spec_path: Path, configs: list[dict]) -> dict:
-    from orchestrator.datasets import target_task
+    from orchestrator.run import target_task
     from orchestrator.spec import load_spec
 
     spec = load_spec(spec_path)

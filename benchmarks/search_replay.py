@@ -41,8 +41,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from benchmarks import curves
 from benchmarks.report import Figure, Section
-from orchestrator.search import FidelityOptunaSearch, make_sampler, make_scheduler
-from orchestrator.space import DefineByRun
+from orchestrator.search import DefineByRun, FidelityOptunaSearch, make_sampler, make_scheduler
 from orchestrator.spec import SweepSpec, load_spec
 
 CONCURRENCY = 2

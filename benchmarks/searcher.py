@@ -27,8 +27,7 @@ from optuna.trial import TrialState
 
 from benchmarks.curves import DEMO_SPEC
 from benchmarks.report import Figure, Section
-from orchestrator.search import FidelityOptunaSearch, make_sampler, open_study_storage
-from orchestrator.space import DefineByRun
+from orchestrator.search import DefineByRun, FidelityOptunaSearch, make_sampler, open_study_storage
 from orchestrator.spec import load_spec
 
 BACKBONE_SCORE = {"test_resnet": 0.85, "mobilenetv3_small_050": 0.7, "test_vit": 0.6, "test_convnext": 0.9}

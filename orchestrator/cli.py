@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from orchestrator.errors import UserError, error_line
-from orchestrator.storage import redact
+from orchestrator.uris import redact
 
 EXIT_USER_ERROR = 2
 EXIT_RECORD_BROKEN = 1  # `check`: an invariant does not hold
@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from orchestrator.validate import validate
+    from orchestrator.run import validate
 
     report = validate(args.spec, data=not args.no_data)
     print(report)
@@ -82,7 +82,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import run_sweep
+    from orchestrator.run import run_sweep
 
     summary = run_sweep(
         args.spec, address=args.address, trials=args.trials, max_epochs=args.max_epochs, fresh=args.fresh
@@ -92,7 +92,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import sync_sweep
+    from orchestrator.run import sync_sweep
 
     summary = sync_sweep(args.spec)
     print(format_summary(summary))
@@ -100,13 +100,13 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import check_sweep
+    from orchestrator.run import check_sweep
 
     return _print_audit(check_sweep(args.spec))
 
 
 def _print_audit(audit) -> int:
-    from orchestrator.check import INVARIANTS
+    from orchestrator.run import INVARIANTS
 
     if audit is None:
         return 0
@@ -120,14 +120,15 @@ def _print_audit(audit) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import report_sweep
+    from orchestrator.insights import terminal_summary
+    from orchestrator.run import report_sweep
 
-    print(report_sweep(args.spec).summary)
+    print(terminal_summary(report_sweep(args.spec)))
     return 0
 
 
 def _rank(args: argparse.Namespace) -> int:
-    from orchestrator.sweep import rank_spec
+    from orchestrator.run import rank_spec
 
     print(format_rank(rank_spec(args.spec, address=args.address)))
     return 0

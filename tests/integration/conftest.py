@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.sweep import run_sweep
+from orchestrator.run import run_sweep
 
 TRIALS, MAX_EPOCHS = 10, 4
 SPEC = textwrap.dedent(f"""\

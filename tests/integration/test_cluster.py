@@ -18,8 +18,8 @@ import pytest
 import ray
 from mlflow import MlflowClient
 
+from orchestrator.run import run_sweep
 from orchestrator.search import open_study_storage
-from orchestrator.sweep import run_sweep
 
 pytestmark = pytest.mark.integration
 

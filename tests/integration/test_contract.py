@@ -23,8 +23,8 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
+from orchestrator.run import run_sweep
 from orchestrator.search import open_study_storage
-from orchestrator.sweep import run_sweep
 from tests.integration import synthetic
 
 pytestmark = pytest.mark.integration

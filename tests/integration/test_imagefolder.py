@@ -16,7 +16,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from orchestrator.cli import main
-from orchestrator.sweep import run_sweep
+from orchestrator.run import run_sweep
 from trainables.models import create_backbone
 
 pytestmark = pytest.mark.integration

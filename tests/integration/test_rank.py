@@ -16,9 +16,9 @@ import ray
 from mlflow import MlflowClient
 
 from orchestrator.cli import main
-from orchestrator.rank import KEPT_TAG, prescreen
+from orchestrator.insights import KEPT_TAG, prescreen
+from orchestrator.run import run_sweep
 from orchestrator.spec import load_spec
-from orchestrator.sweep import run_sweep
 from orchestrator.tracking import SweepRuns
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ from mlflow import MlflowClient
 
 from orchestrator.cli import main
 from orchestrator.errors import SpecError
+from orchestrator.run import run_sweep
 from orchestrator.search import open_study_storage
-from orchestrator.sweep import run_sweep
 from tests.integration.conftest import MAX_EPOCHS, SPEC, TRIALS
 from trainables.data import load_digits_task
 from trainables.models import create_backbone

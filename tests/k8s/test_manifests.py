@@ -645,7 +645,7 @@ def test_rayjob_runs_the_spec_on_shared_storage() -> None:
 
 
 def test_cluster_spec_passes_orchestrator_validate() -> None:
-    from orchestrator.validate import validate
+    from orchestrator.run import validate
 
     report = validate(SPEC, data=False)  # the image folder lives on the cluster's volume
     assert "OK" in report

@@ -220,7 +220,7 @@ def test_a_pth_tar_weights_file_is_accepted_by_the_spec_check(scratch, capsys):
 
 
 def test_every_directory_the_storage_layout_shares_is_a_reserved_experiment_name():
-    from orchestrator.pretrained import CACHE_DIR
+    from orchestrator.run import CACHE_DIR
     from orchestrator.spec import RESERVED_STORAGE_NAMES
 
     assert CACHE_DIR in RESERVED_STORAGE_NAMES

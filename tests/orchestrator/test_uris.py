@@ -2,8 +2,7 @@
 
 import pytest
 
-from orchestrator.storage import redact, redact_in
-from orchestrator.uris import base_scheme, looks_like_token, scheme, uri_secret, with_lower_scheme
+from orchestrator.uris import base_scheme, looks_like_token, redact, redact_in, scheme, uri_secret, with_lower_scheme
 
 
 @pytest.mark.parametrize(

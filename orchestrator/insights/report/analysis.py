@@ -1,0 +1,107 @@
+"""What the report computes from the trials: rungs, Pareto fronts, importances and best ranges."""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections import Counter
+
+import numpy as np
+import optuna
+import torch
+from optuna.importance import FanovaImportanceEvaluator
+from optuna.trial import TrialState
+
+from orchestrator.insights.report.model import TOP_FRACTION, ValueRange
+from orchestrator.search import open_study_storage
+from trainables.models import create_backbone, layer_groups
+from trainables.transfer import resolve_transfer_layers
+
+
+def asha_rungs(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
+    """Epochs at which ASHA compares trials: grace_period * reduction_factor**i up to max_epochs."""
+    rungs, epoch = [], float(grace_period)
+    while epoch <= max_epochs:
+        rungs.append(int(round(epoch)))
+        epoch *= reduction_factor
+    return rungs
+
+
+def pareto_front(costs: list[float], values: list[float]) -> list[int]:
+    """Indices of the points no other point beats: lower cost and higher value, one strictly."""
+    c, v = np.asarray(costs, dtype=float), np.asarray(values, dtype=float)
+    front = []
+    for i in range(len(c)):
+        dominated = (c <= c[i]) & (v >= v[i]) & ((c < c[i]) | (v > v[i]))
+        if not dominated.any():
+            front.append(i)
+    return front
+
+
+def best_ranges(trials: list[optuna.trial.FrozenTrial], params: list[str], mode: str) -> dict[str, ValueRange]:
+    """For each parameter, the range its values span in the top quartile (at least 2) of the
+    completed trials, by the value Optuna was told."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
+    done.sort(key=lambda t: t.value, reverse=mode == "max")
+    top = done[: max(2, math.ceil(len(done) * TOP_FRACTION))]
+    ranges = {}
+    for name in params:
+        seen = [t.params[name] for t in top if name in t.params]
+        if not seen:
+            continue
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in seen):
+            ranges[name] = ValueRange(low=min(seen), high=max(seen))
+        else:  # categorical: the values the top trials chose, most frequent first
+            ranges[name] = ValueRange(values=tuple(v for v, _ in Counter(map(str, seen)).most_common()))
+    return ranges
+
+
+def transferred_groups(params: dict[str, str], depth: int | None) -> float | None:
+    """Resolved transfer_layers of a trial (count of body groups), the raw value without a depth."""
+    raw = params.get("transfer_layers")
+    if params.get("weights") == "none":
+        return 0.0
+    if raw is None:
+        return None
+    value: float | int = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
+    if depth is None:
+        return float(value)
+    with warnings.catch_warnings():  # an int above the depth is clamped; the trial already warned
+        warnings.simplefilter("ignore")
+        return float(resolve_transfer_layers(value, depth))
+
+
+@functools.cache  # a backbone's depth never changes; sweeps and syncs in one process build it once
+def backbone_depth(name: str) -> int | None:
+    """Body layer groups of a backbone, built on the meta device (no memory, no compute)."""
+    try:
+        with torch.device("meta"):
+            return len(layer_groups(create_backbone(name, 2)).body)
+    except Exception:  # noqa: BLE001 - not a timm name we can build here: plot the raw value
+        return None
+
+
+def study_importances(
+    optuna_url: str | optuna.storages.BaseStorage, sweep_id: str, mode: str
+) -> tuple[dict[str, float], str, dict[str, ValueRange]]:
+    """fANOVA importances over the COMPLETE trials, or why there are none."""
+    try:
+        storage = open_study_storage(optuna_url) if isinstance(optuna_url, str) else optuna_url
+        study = optuna.load_study(study_name=sweep_id, storage=storage)
+    except KeyError:
+        return {}, f"the Optuna study {sweep_id!r} was not found", {}
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(complete) < 2:
+        return {}, f"importances need at least 2 completed trials; this sweep has {len(complete)}", {}
+    if len({t.value for t in complete}) < 2:
+        return {}, f"all {len(complete)} completed trials scored the same, so no parameter explains anything", {}
+    try:
+        importances = optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+    except (ValueError, RuntimeError) as exc:
+        return {}, f"fANOVA could not run: {exc}", {}
+    importances = {k: float(v) for k, v in importances.items() if math.isfinite(v)}
+    if not importances:
+        return {}, "no parameter took more than one value in every completed trial", {}
+    note = f"fANOVA over {len(complete)} completed trials (trials stopped early are not used)"
+    return importances, note, best_ranges(complete, list(importances), mode)

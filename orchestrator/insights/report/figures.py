@@ -1,0 +1,79 @@
+"""The report's figures, from its data (drawn by orchestrator.insights.plots)."""
+
+from __future__ import annotations
+
+import math
+
+from orchestrator.insights import plots
+from orchestrator.insights.report.analysis import pareto_front, transferred_groups
+from orchestrator.insights.report.model import ACCURACY, TOP_CURVES, Report, TrialRow
+
+
+def draw_figures(report: Report, depths: dict[str, int | None]) -> dict[str, bytes]:
+    rows = report.trials
+    figures: dict[str, bytes] = {}
+    lines: dict[str, dict[float, float]] = {}
+    others = []
+    for row in rows:
+        x = transferred_groups(row.params, depths.get(row.params.get("backbone", "")))
+        if x is None or row.val_acc is None:
+            continue
+        if row.outcome == "completed":
+            backbone = row.params.get("backbone", "")
+            depth = f" (L={depths[backbone]})" if depths.get(backbone) else ""
+            line = lines.setdefault(f"{backbone}{depth} / {row.params.get('unfreeze', 'frozen')}", {})
+            line[x] = max(line.get(x, -math.inf), row.val_acc)
+        else:
+            others.append((x, row.val_acc))
+    if lines or others:
+        figures["transfer_curve.png"] = plots.transfer_curve(
+            {k: sorted(v.items()) for k, v in lines.items()}, others, xlabel=report.transfer_axis, ylabel=ACCURACY
+        )
+    if report.importances:
+        figures["importances.png"] = plots.importances(report.importances)
+    curves = [r for r in rows if r.curve]
+    if curves:
+        figures["learning_curves.png"] = plots.learning_curves(
+            {f"#{i + 1} {r.trial_id}": r.curve for i, r in enumerate(curves[:TOP_CURVES])},
+            [r.curve for r in curves[TOP_CURVES:]],
+            rungs=report.rungs,
+            max_epochs=report.max_epochs,
+            metric=report.metric,
+        )
+    best = _best_row(report)
+    if best is not None and best.drift:
+        depth = depths.get(best.params.get("backbone", ""))
+        k = transferred_groups(best.params, depth) if depth is not None else None
+        figures["drift.png"] = plots.drift(best.drift, {name: _group_kind(name, k) for name in best.drift})
+    panels = {}
+    for key, label in (("total_params", "parameters"), ("latency_ms", "latency per image (ms)")):
+        points = [(getattr(r, key), r.val_acc) for r in rows if getattr(r, key) is not None and r.val_acc is not None]
+        if points:
+            panels[label] = (points, pareto_front([p[0] for p in points], [p[1] for p in points]))
+    if panels:
+        figures["tradeoff.png"] = plots.tradeoff(panels, ylabel=ACCURACY)
+    p = report.prediction
+    if p is not None and p.achieved:
+        figures["predicted_vs_achieved.png"] = plots.predicted_vs_achieved(
+            {b: (p.scores[b], p.achieved[b]) for b in p.achieved},
+            xlabel="LogME score (predicted)",
+            ylabel=f"best {ACCURACY} (achieved)",
+            title="Predicted against achieved"
+            + (f" (Spearman rho = {p.spearman:.2f})" if p.spearman is not None else ""),
+        )
+    return figures
+
+
+def _best_row(report: Report) -> TrialRow | None:
+    """The registered best trial, else the top of the leaderboard."""
+    fallback = report.trials[0] if report.trials else None
+    return next((r for r in report.trials if r.run_id == report.best_run_id), fallback)
+
+
+def _group_kind(name: str, k: float | None) -> str:
+    if name == "head":
+        return "head"
+    index = name.split(".", 1)[0]
+    if k is None or not index.isdigit():
+        return "transferred"  # unknown depth: the groups cannot be told apart
+    return "transferred" if int(index) < k else "re-initialised"

@@ -1,0 +1,195 @@
+"""The sweep report's pure parts: Pareto front, ASHA rungs, best ranges, importances, HTML embedding,
+and its command's errors. tests/integration/test_report.py checks a report of a real sweep."""
+
+import base64
+import io
+import re
+
+import numpy as np
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from PIL import Image
+from ray.tune.schedulers import ASHAScheduler
+
+from orchestrator.cli import main
+from orchestrator.insights import (
+    Report,
+    TrialRow,
+    ValueRange,
+    asha_rungs,
+    best_ranges,
+    pareto_front,
+    plots,
+    render_html,
+    transferred_groups,
+)
+from orchestrator.insights.report.analysis import study_importances
+from tests.orchestrator.spec.test_loading import GOOD
+
+
+def _dominated(i, costs, values):
+    return any(
+        costs[j] <= costs[i] and values[j] >= values[i] and (costs[j] < costs[i] or values[j] > values[i])
+        for j in range(len(costs))
+    )
+
+
+def test_pareto_front_keeps_exactly_the_undominated_points():
+    costs = [1.0, 2.0, 2.0, 3.0, 4.0, 0.5]
+    values = [0.5, 0.7, 0.6, 0.7, 0.9, 0.4]
+    # (2, 0.6) loses to (2, 0.7); (3, 0.7) loses to (2, 0.7); the rest trade cost for accuracy
+    assert pareto_front(costs, values) == [0, 1, 4, 5]
+
+
+def test_pareto_front_on_random_points_matches_the_definition():
+    rng = np.random.default_rng(0)
+    costs, values = rng.integers(0, 10, 60).tolist(), rng.integers(0, 10, 60).tolist()  # many ties
+    front = pareto_front(costs, values)
+    assert front == [i for i in range(60) if not _dominated(i, costs, values)]
+    assert pareto_front([], []) == []
+
+
+@pytest.mark.parametrize(
+    ("grace", "factor", "max_epochs"), [(1, 3, 10), (2, 3, 10), (1, 2, 4), (3, 2, 20), (1, 4, 100)]
+)
+def test_asha_rungs_are_the_milestones_ray_uses(grace, factor, max_epochs):
+    scheduler = ASHAScheduler(time_attr="epoch", max_t=max_epochs, grace_period=grace, reduction_factor=factor)
+    ray_rungs = sorted(milestone for milestone, _ in scheduler._brackets[0]._rungs)
+    assert asha_rungs(grace, factor, max_epochs) == ray_rungs
+
+
+def _study(values, states=None):
+    """A real in-memory study with known trials: lr, unfreeze -> value."""
+    study = optuna.create_study(direction="maximize")
+    for i, (lr, unfreeze, value) in enumerate(values):
+        state = (states or {}).get(i, optuna.trial.TrialState.COMPLETE)
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": lr, "unfreeze": unfreeze},
+                distributions={
+                    "lr": FloatDistribution(1e-4, 1e-1, log=True),
+                    "unfreeze": CategoricalDistribution(["frozen", "full"]),
+                },
+                value=value if state == optuna.trial.TrialState.COMPLETE else None,
+                state=state,
+                intermediate_values={1: 0.99} if state == optuna.trial.TrialState.PRUNED else None,
+            )
+        )
+    return study
+
+
+def test_best_ranges_span_the_top_quartile_of_completed_trials():
+    values = [(10 ** -(1 + i / 4), "full" if i % 3 else "frozen", i / 10) for i in range(12)]
+    study = _study(values + [(0.09, "frozen", 0.0)], states={12: optuna.trial.TrialState.PRUNED})
+    ranges = best_ranges(study.get_trials(), ["lr", "unfreeze", "missing"], mode="max")
+    top = sorted(values, key=lambda v: -v[2])[:3]  # 12 completed -> top quartile is 3; the pruned one is ignored
+    assert ranges["lr"] == ValueRange(low=min(v[0] for v in top), high=max(v[0] for v in top))
+    assert set(ranges["unfreeze"].values) == {v[1] for v in top}
+    assert "missing" not in ranges
+    # minimising turns it around
+    bottom = sorted(values, key=lambda v: v[2])[:3]
+    assert best_ranges(study.get_trials(), ["lr"], mode="min")["lr"].high == max(v[0] for v in bottom)
+
+
+def test_importances_explain_why_they_are_missing():
+    url = optuna.storages.InMemoryStorage()
+    values = {"none": [], "one": [(1e-3, "full", 0.5)], "same": [(1e-3, "full", 0.5), (1e-2, "frozen", 0.5)]}
+    for name, trials in values.items():
+        study = optuna.create_study(study_name=name, storage=url, direction="maximize")
+        for trial in _study(trials).get_trials():
+            study.add_trial(trial)
+    assert study_importances(url, "nope", "max")[1] == "the Optuna study 'nope' was not found"
+    assert "at least 2 completed trials; this sweep has 0" in study_importances(url, "none", "max")[1]
+    assert "at least 2 completed trials; this sweep has 1" in study_importances(url, "one", "max")[1]
+    assert "scored the same" in study_importances(url, "same", "max")[1]
+
+
+def test_importances_rank_the_parameter_that_drives_the_value():
+    url = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="s", storage=url, direction="maximize")
+    rng = np.random.default_rng(0)
+    for trial in _study(
+        [(float(lr), str(rng.choice(["frozen", "full"])), float(np.log10(lr))) for lr in 10 ** rng.uniform(-4, -1, 16)]
+    ).get_trials():
+        study.add_trial(trial)
+    importances, note, ranges = study_importances(url, "s", "max")
+    assert list(importances)[0] == "lr" and importances["lr"] > 0.8
+    assert sum(importances.values()) == pytest.approx(1.0)
+    assert "16 completed trials" in note
+    assert set(ranges) == set(importances)
+
+
+def test_transferred_groups_resolve_as_the_trial_did():
+    assert transferred_groups({"transfer_layers": "0.5"}, 5) == 3.0  # round half up, as trainables does
+    assert transferred_groups({"transfer_layers": "0.0"}, 5) == 0.0
+    assert transferred_groups({"transfer_layers": "3"}, 5) == 3.0  # an int is a count
+    assert transferred_groups({"transfer_layers": "9"}, 5) == 5.0  # clamped
+    assert transferred_groups({"transfer_layers": "0.8", "weights": "none"}, 5) == 0.0  # scratch transfers nothing
+    assert transferred_groups({"transfer_layers": "0.8"}, None) == 0.8  # depth unknown: the raw value
+    assert transferred_groups({}, 5) is None
+
+
+def _row(trial_id, backbone, acc):
+    return TrialRow(
+        run_id=f"run-{trial_id}",
+        trial_id=trial_id,
+        params={"backbone": backbone, "lr": "0.001"},
+        outcome="completed",
+        epochs=2,
+        curve=[(1, acc / 2), (2, acc)],
+        best_epoch=2,
+        best=acc,
+        val_acc=acc,
+        val_f1=acc,
+        total_params=1000.0,
+        latency_ms=1.5,
+    )
+
+
+def _report(rows, **kwargs):
+    return Report(
+        experiment="exp",
+        sweep_id="sweep-1",
+        parent_run_id="parent",
+        metric="val_acc",
+        mode="max",
+        max_epochs=2,
+        searched=["backbone", "lr"],
+        trials=rows,
+        best_run_id=rows[0].run_id,
+        rungs=[1, 2],
+        importances={},
+        importance_note="importances need at least 2 completed trials; this sweep has 1",
+        best_ranges={},
+        spent_epochs=4,
+        full_epochs=4,
+        transfer_axis="transfer_layers",
+        prediction=None,
+        **kwargs,
+    )
+
+
+def test_html_is_self_contained_with_the_pngs_embedded_and_text_escaped():
+    rows = [_row("a1", "<script>", 0.9), _row("b2", "test_vit", 0.5)]
+    png = plots.learning_curves({"a1": rows[0].curve}, [rows[1].curve], rungs=[1], max_epochs=2, metric="val_acc")
+    page = render_html(_report(rows, figures={"learning_curves.png": png}))
+    sources = re.findall(r"src='([^']*)'", page)
+    assert len(sources) == 1 and sources[0].startswith("data:image/png;base64,")
+    embedded = base64.b64decode(sources[0].removeprefix("data:image/png;base64,"))
+    assert embedded == png
+    Image.open(io.BytesIO(embedded)).verify()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "href=" not in page and "http" not in page  # nothing fetched from elsewhere
+    assert "No importances: importances need at least 2 completed trials" in page
+    assert "Predicted against achieved" not in page  # hidden without scores
+
+
+def test_report_without_a_sweep_is_one_line_and_writes_nothing(tmp_path, monkeypatch, write_spec, capsys):
+    monkeypatch.chdir(tmp_path)
+    spec = write_spec(GOOD)
+    assert main(["report", str(spec)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {spec}: experiment: no sweep of 'unit' in {tmp_path / 'runs'} to report on"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec.yaml"]
+    assert main(["report", str(tmp_path / "missing.yaml")]) == 2
