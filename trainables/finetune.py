@@ -6,10 +6,8 @@ and regularisers, resume if Tune hands us a checkpoint, then train epoch by epoc
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import random
 import tempfile
 import time
 
@@ -20,6 +18,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch import nn
 
+from trainables.checkpoints import read_checkpoint, write_checkpoint
 from trainables.data import ImageSplit, TaskData
 from trainables.feature_cache import FeatureCache
 from trainables.gpu_memory import explain_out_of_memory
@@ -28,13 +27,10 @@ from trainables.loop import EVAL_METRICS, evaluate, train_one_epoch
 from trainables.measure import latency_ms_per_image, multiply_accumulates, snapshot, weight_drift
 from trainables.models import create_backbone, layer_groups
 from trainables.regularizers import L2SP, make_mixup
+from trainables.seeds import epoch_seed, seed_epoch
 from trainables.transfer import Freezer, frozen_group_count, resolve_transfer_layers, transfer_weights
 from trainables.transforms import data_config, eval_transform, loader, train_transform
 
-CHECKPOINT_FILE = "trial.pt"
-# Every epoch's result so far, beside the weights: the driver rebuilds from it any record that a
-# crash or a restart lost before it reached storage (see orchestrator/records.py).
-HISTORY_FILE = "history.json"
 # Tune requires the objective in every result, and the objective may be any val_* metric.
 DIVERGED_VALIDATION = {f"val_{name}": float("nan") for name in EVAL_METRICS}
 
@@ -116,10 +112,10 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
             )
         )
         scheduler.step(epoch - 1)
-        _seed_epoch(cfg["seed"], epoch)
+        seed_epoch(cfg["seed"], epoch)
         freezer.train()
         started = time.perf_counter()
-        shuffle_seed = cfg["seed"] * 100_003 + epoch
+        shuffle_seed = epoch_seed(cfg["seed"], epoch)
         cached = features.epoch(freezer.num_frozen)
         if cached is None:
             net, eval_batches = model, val_batches
@@ -149,6 +145,8 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
             **{f"val_{name}": value for name, value in val.items()},
             "lr": max(group["lr"] for group in optimizer.param_groups),
             "frozen_groups": freezer.num_frozen,
+            "transferred_groups": k,  # of the backbone's body groups, which it reports too
+            "body_groups": len(groups.body),
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "total_params": sum(p.numel() for p in model.parameters()),
             "epoch_time_s": time.perf_counter() - started,
@@ -160,12 +158,6 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
         }
         history.append({"metrics": metrics, "timestamp": time.time()})
         _report_with_checkpoint(history, model, optimizer)
-
-
-def _seed_epoch(seed: int, epoch: int) -> None:
-    """Augmentation draws from `random` and torch; seeding per epoch makes a resumed epoch repeat exactly."""
-    random.seed(seed * 100_003 + epoch)
-    torch.manual_seed(seed * 100_003 + epoch)
 
 
 def _trial_cpus() -> int:
@@ -182,31 +174,21 @@ def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.d
     if checkpoint is None:
         return 0, []
     with checkpoint.as_directory() as directory:
-        state = torch.load(os.path.join(directory, CHECKPOINT_FILE), map_location=device, weights_only=True)
-        with open(os.path.join(directory, HISTORY_FILE)) as file:
-            history = json.load(file)
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    return int(state["epoch"]), history
+        return read_checkpoint(directory, model, optimizer, device)
 
 
 def _report_with_checkpoint(history: list[dict], model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
     """Report the newest epoch of `history` to Tune, with the weights and the whole history as its checkpoint."""
-    metrics = history[-1]["metrics"]
     with tempfile.TemporaryDirectory() as directory:
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": metrics["epoch"]}
-        torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
-        with open(os.path.join(directory, HISTORY_FILE), "w") as file:
-            json.dump(history, file)
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        write_checkpoint(directory, history, model, optimizer)
+        tune.report(history[-1]["metrics"], checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 def load_checkpoint_model(checkpoint_dir: str, config: dict, num_classes: int) -> nn.Module:
     """Rebuild a trial's model from one of its checkpoints (for registering the best)."""
     cfg = with_defaults(config)
     model = create_backbone(cfg["backbone"], num_classes, dropout=cfg["dropout"], drop_path=cfg["drop_path"])
-    state = torch.load(os.path.join(checkpoint_dir, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
+    read_checkpoint(checkpoint_dir, model, None, torch.device("cpu"))
     return model.eval()
 
 

@@ -10,10 +10,13 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import precision_recall_fscore_support
 from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
 from torch import nn
 from torch.utils.data import DataLoader
 
 from trainables.regularizers import L2SP
+
+SOFT_TARGET_LOSS = SoftTargetCrossEntropy()  # mixup's soft labels (label smoothing included)
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ def train_one_epoch(
         with autocast(device, precision):
             logits = model(images).float()  # the loss in fp32
         if mixup is not None:
-            loss = torch.sum(-targets * F.log_softmax(logits, dim=-1), dim=-1).mean()
+            loss = SOFT_TARGET_LOSS(logits, targets)
         else:
             loss = F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
         if l2sp is not None:

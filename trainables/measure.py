@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import logging
 
 import torch
 from torch import nn
@@ -53,22 +53,18 @@ def multiply_accumulates(model: nn.Module, input_size: tuple[int, int, int], dev
 
 @torch.no_grad()
 def latency_ms_per_image(
-    model: nn.Module, input_size: tuple[int, int, int], device: torch.device, repeats: int = 10
+    model: nn.Module, input_size: tuple[int, int, int], device: torch.device, min_run_time_s: float = 0.1
 ) -> float:
-    """Median single-image inference latency on the trial's device."""
+    """Median single-image inference latency on the trial's device, over blocks of runs after a warm-up
+    (torch.utils.benchmark, which also synchronises CUDA)."""
     was_training = model.training
     model.eval()
     x = torch.zeros(1, *input_size, device=device)
-    for _ in range(3):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
+    # torch.utils.benchmark imports cpp_extension, which warns about CUDA_HOME on machines without CUDA.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import benchmark
+
+    timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=torch.get_num_threads())
+    median_s = timer.blocked_autorange(min_run_time=min_run_time_s).median
     model.train(was_training)
-    return 1000.0 * sorted(times)[len(times) // 2]
+    return 1000.0 * median_s

@@ -10,6 +10,7 @@ from timm.optim import create_optimizer_v2
 from trainables.data import TaskData
 from trainables.loop import train_one_epoch
 from trainables.models import create_backbone
+from trainables.seeds import epoch_seed
 from trainables.transforms import data_config, eval_transform, loader
 
 
@@ -33,6 +34,6 @@ def pretrain_backbone(
     optimizer = create_optimizer_v2(model, opt="adamw", lr=lr, weight_decay=1e-4)
     model.train()
     for epoch in range(1, epochs + 1):
-        batches = loader(task.train, transform, batch_size=batch_size, shuffle_seed=seed * 100_003 + epoch)
+        batches = loader(task.train, transform, batch_size=batch_size, shuffle_seed=epoch_seed(seed, epoch))
         train_one_epoch(model, batches, optimizer, device=torch.device("cpu"))
     return {key: value.detach().clone().contiguous() for key, value in model.state_dict().items()}

@@ -14,12 +14,11 @@ import pickle
 from collections.abc import Iterator
 from pathlib import Path
 
-import safetensors.torch
 import timm
 import torch
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import LocalEntryNotFoundError
-from timm.models import clean_state_dict, get_pretrained_cfg
+from timm.models import get_pretrained_cfg
 
 from trainables.paths import PathProblem, checked_path, file_kind
 
@@ -37,6 +36,20 @@ class WeightsError(ValueError):
     """Source weights cannot be loaded; the message names the backbone and the source."""
 
 
+SOURCE_FORMS = ("pretrain", "hub", "file:<path>", "none")  # what `weights.source` may say
+KINDS = ("pretrain", "hub", "none")  # the forms that are a plain word
+
+
+def parse_source(source: str) -> tuple[str, str | None]:
+    """(kind, path) of a `weights.source`: ('pretrain' | 'hub' | 'none', None) or ('file', path).
+    The one reading of the grammar: the spec check, the driver and the trials all use it."""
+    if source in KINDS:
+        return source, None
+    if source.startswith(FILE_PREFIX) and source[len(FILE_PREFIX) :].strip():
+        return "file", source[len(FILE_PREFIX) :].strip()
+    raise WeightsError(f"unknown weights source {source!r}; expected one of {list(SOURCE_FORMS)}")
+
+
 def load_source_state(backbone: str, source: str) -> dict[str, torch.Tensor]:
     """Pretrained weights of `backbone` as a state dict, from `source`.
 
@@ -48,11 +61,15 @@ def load_source_state(backbone: str, source: str) -> dict[str, torch.Tensor]:
     """
     if not timm.is_model(backbone):
         raise WeightsError(f"{backbone}: not a timm model name (weights source {source!r})")
-    if source == "hub":
+    try:
+        kind, path = parse_source(source)
+    except WeightsError as exc:
+        raise WeightsError(f"{backbone}: {exc}") from None
+    if kind == "hub":
         return _from_hub(backbone)
-    if source.startswith(FILE_PREFIX) and source[len(FILE_PREFIX) :].strip():
-        return _from_file(backbone, source[len(FILE_PREFIX) :].strip())
-    raise WeightsError(f"{backbone}: unknown weights source {source!r}; use {_VALID_FORMS}")
+    if kind == "file":
+        return _from_file(backbone, path)
+    raise WeightsError(f"{backbone}: weights source {source!r} holds no weights to load; use {_VALID_FORMS}")
 
 
 def _from_hub(backbone: str) -> dict[str, torch.Tensor]:
@@ -180,25 +197,15 @@ def _read_checkpoint(backbone: str, path: Path) -> dict[str, torch.Tensor]:
     if problem:
         raise WeightsError(f"{backbone}: {problem}")
     try:
-        if path.name.lower().endswith(".safetensors"):
-            checkpoint = safetensors.torch.load_file(path, device="cpu")
-        else:
-            # Never unpickle arbitrary objects. argparse.Namespace is allowed as timm does: its training
-            # checkpoints keep the run's args next to the weights.
-            with _allow_namespace():
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        # timm's reader: safetensors, or torch.load(weights_only=True), never other pickles; EMA weights
+        # first, DDP and torch.compile prefixes stripped. argparse.Namespace is allowed as timm does: its
+        # training checkpoints keep the run's args next to the weights.
+        with _allow_namespace():
+            state = timm.models.load_state_dict(str(path), weights_only=True)
     except Exception as e:
         raise WeightsError(f"{backbone}: {path} is not a valid checkpoint: {_read_failure(path, e)}") from e
-
-    if isinstance(checkpoint, dict):
-        # Same wrapper preference as timm's load_state_dict (EMA weights first).
-        for key in ("state_dict_ema", "model_ema", "state_dict", "model"):
-            if isinstance(checkpoint.get(key), dict):
-                checkpoint = checkpoint[key]
-                break
-    if not isinstance(checkpoint, dict) or not checkpoint:
-        raise WeightsError(f"{backbone}: {path} holds no state dict (got {type(checkpoint).__name__})")
-    state = clean_state_dict(checkpoint)  # strips DDP "module." and torch.compile "_orig_mod." prefixes
+    if not isinstance(state, dict) or not state:
+        raise WeightsError(f"{backbone}: {path} holds no state dict (got {type(state).__name__})")
     stray = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if stray:
         raise WeightsError(f"{backbone}: {path} is not a plain state dict (non-tensor entries, e.g. {stray[0]!r})")

@@ -11,7 +11,7 @@ from orchestrator.insights.rank import (
     prescreen,
     rank_backbones,
 )
-from orchestrator.insights.report.analysis import asha_rungs, best_ranges, pareto_front, transferred_groups
+from orchestrator.insights.report.analysis import asha_rungs, best_ranges, pareto_front
 from orchestrator.insights.report.gather import make_report
 from orchestrator.insights.report.model import Report, TrialRow, ValueRange
 from orchestrator.insights.report.render import render_html, terminal_summary
@@ -38,5 +38,4 @@ __all__ = [
     "rank_backbones",
     "render_html",
     "terminal_summary",
-    "transferred_groups",
 ]

@@ -11,7 +11,7 @@ import pyarrow.fs as pafs
 from ray.air.constants import EXPR_RESULT_FILE
 from ray.tune import Checkpoint
 
-from trainables.finetune import CHECKPOINT_FILE, HISTORY_FILE
+from trainables.checkpoints import CHECKPOINT_FILE, HISTORY_FILE
 
 logger = logging.getLogger(__name__)
 

@@ -23,13 +23,13 @@ from orchestrator.spec import SweepSpec
 from orchestrator.store import Storage
 from trainables.data import TaskData
 from trainables.pretrain import pretrain_backbone
-from trainables.weights import WeightsError, load_source_state
+from trainables.weights import WeightsError, load_source_state, parse_source
 
 
 def external_weights(spec: SweepSpec, source: str) -> dict[str, dict[str, torch.Tensor]]:
     """hub / file:<path> weights of every backbone, loaded on the driver (empty for other sources)."""
     kind = spec.weights.source
-    if kind in ("pretrain", "none"):
+    if parse_source(kind)[0] in ("pretrain", "none"):
         return {}
     states = {}
     for backbone in spec.backbones:

@@ -17,7 +17,6 @@ from orchestrator.spec.models import (
     DIGITS_CLASSES,
     REPORTED_METRICS,
     RESERVED_STORAGE_NAMES,
-    WEIGHT_SOURCES,
     CategoricalParam,
     FloatParam,
     ImageFolderSource,
@@ -25,6 +24,7 @@ from orchestrator.spec.models import (
     SweepSpec,
 )
 from trainables.hyperparams import HYPERPARAMETERS
+from trainables.weights import KINDS, WeightsError, parse_source
 
 DIGITS_MIN_PER_CLASS = 174  # the rarest digit in scikit-learn's set
 MAX_ASHA_RUNGS = 64  # the spec's limits allow about 24; a guard should those limits ever move
@@ -124,18 +124,16 @@ def _check_data(spec: SweepSpec, fail, local_files: bool) -> None:
 
 def _check_weights(spec: SweepSpec, fail, local_files: bool) -> None:
     source = spec.weights.source
-    if source not in ("pretrain", "hub", "none") and not source.startswith("file:"):
-        fail(
-            "weights.source",
-            f"unknown source {source!r}; expected one of {list(WEIGHT_SOURCES)}"
-            f"{did_you_mean(source, ('pretrain', 'hub', 'none'))}",
-        )
+    try:
+        kind, path = parse_source(source)
+    except WeightsError as exc:
+        fail("weights.source", f"{exc}{did_you_mean(source, KINDS)}")
     if source == "pretrain" and spec.weights.pretrain is None:
         fail("weights.pretrain", "required when weights.source is 'pretrain' (which source task to pretrain on)")
     if source != "pretrain" and spec.weights.pretrain is not None:
         fail("weights.pretrain", f"given but weights.source is {source!r}, so it would be ignored; remove it")
-    if source.startswith("file:"):
-        check_weights_file("weights.source", source.removeprefix("file:").strip(), fail, local_files=local_files)
+    if kind == "file":
+        check_weights_file("weights.source", path, fail, local_files=local_files)
         if len(spec.backbones) != 1:
             fail("weights.source", "a weights file fits one architecture; fix `backbone` in space to a single name")
 

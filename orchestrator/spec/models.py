@@ -181,7 +181,6 @@ class PretrainSpec(StrictModel):
     lr: float = Field(3e-3, gt=0, le=10)
 
 
-WEIGHT_SOURCES = ("pretrain", "hub", "file:<path>", "none")
 
 
 class WeightsSpec(StrictModel):

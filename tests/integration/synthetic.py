@@ -12,7 +12,7 @@ import time
 
 from ray import tune
 
-from trainables.finetune import CHECKPOINT_FILE, HISTORY_FILE
+from trainables.checkpoints import CHECKPOINT_FILE, HISTORY_FILE
 
 
 def curve(config: dict, epoch: int) -> float:

@@ -101,7 +101,8 @@ def test_wrong_architecture(tmp_path):
 
 @pytest.mark.parametrize("source", ["", "file:", "hf-hub", "http://x/w.pth", "FILE:/w.pth"])
 def test_unknown_source_lists_valid_forms(source):
-    with pytest.raises(WeightsError, match="use 'hub' or 'file:<path>'"):
+    expected = r"test_resnet: unknown weights source .*; expected one of \['pretrain', 'hub'"
+    with pytest.raises(WeightsError, match=expected):
         load_source_state("test_resnet", source)
 
 

@@ -7,7 +7,7 @@ self-contained `index.html` (PNGs embedded as data URIs), each PNG, and `report.
 same numbers (`render`). `terminal_summary` is the terminal version.
 """
 
-from orchestrator.insights.report.analysis import asha_rungs, best_ranges, pareto_front, transferred_groups
+from orchestrator.insights.report.analysis import asha_rungs, best_ranges, pareto_front
 from orchestrator.insights.report.gather import build_report, gather_trials, make_report
 from orchestrator.insights.report.model import Prediction, Report, TrialRow, ValueRange
 from orchestrator.insights.report.render import render_html, report_data, terminal_summary
@@ -26,5 +26,4 @@ __all__ = [
     "render_html",
     "report_data",
     "terminal_summary",
-    "transferred_groups",
 ]

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import functools
 import math
-import warnings
 from collections import Counter
 
 import numpy as np
 import optuna
-import torch
 from optuna.importance import FanovaImportanceEvaluator
 from optuna.trial import TrialState
+from ray.tune.schedulers import ASHAScheduler
 
 from orchestrator.insights.report.model import TOP_FRACTION, ValueRange
 from orchestrator.search import open_study_storage
-from trainables.models import create_backbone, layer_groups
-from trainables.transfer import resolve_transfer_layers
 
 
 def asha_rungs(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
-    """Epochs at which ASHA compares trials: grace_period * reduction_factor**i up to max_epochs."""
-    rungs, epoch = [], float(grace_period)
-    while epoch <= max_epochs:
-        rungs.append(int(round(epoch)))
-        epoch *= reduction_factor
-    return rungs
+    """Epochs before max_epochs at which ASHA may stop a trial, as Ray's own scheduler places them (its
+    bracket keeps them in a private field; deriving them again differs at exact powers: 243 with factor 3)."""
+    scheduler = ASHAScheduler(
+        time_attr="epoch", max_t=max_epochs, grace_period=grace_period, reduction_factor=reduction_factor, brackets=1
+    )
+    return sorted(int(milestone) for milestone, _ in scheduler._brackets[0]._rungs if milestone < max_epochs)
 
 
 def pareto_front(costs: list[float], values: list[float]) -> list[int]:
@@ -55,31 +51,6 @@ def best_ranges(trials: list[optuna.trial.FrozenTrial], params: list[str], mode:
         else:  # categorical: the values the top trials chose, most frequent first
             ranges[name] = ValueRange(values=tuple(v for v, _ in Counter(map(str, seen)).most_common()))
     return ranges
-
-
-def transferred_groups(params: dict[str, str], depth: int | None) -> float | None:
-    """Resolved transfer_layers of a trial (count of body groups), the raw value without a depth."""
-    raw = params.get("transfer_layers")
-    if params.get("weights") == "none":
-        return 0.0
-    if raw is None:
-        return None
-    value: float | int = float(raw) if any(ch in raw for ch in ".eE") else int(raw)
-    if depth is None:
-        return float(value)
-    with warnings.catch_warnings():  # an int above the depth is clamped; the trial already warned
-        warnings.simplefilter("ignore")
-        return float(resolve_transfer_layers(value, depth))
-
-
-@functools.cache  # a backbone's depth never changes; sweeps and syncs in one process build it once
-def backbone_depth(name: str) -> int | None:
-    """Body layer groups of a backbone, built on the meta device (no memory, no compute)."""
-    try:
-        with torch.device("meta"):
-            return len(layer_groups(create_backbone(name, 2)).body)
-    except Exception:  # noqa: BLE001 - not a timm name we can build here: plot the raw value
-        return None
 
 
 def study_importances(

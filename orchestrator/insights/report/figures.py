@@ -5,29 +5,39 @@ from __future__ import annotations
 import math
 
 from orchestrator.insights import plots
-from orchestrator.insights.report.analysis import pareto_front, transferred_groups
+from orchestrator.insights.report.analysis import pareto_front
 from orchestrator.insights.report.model import ACCURACY, TOP_CURVES, Report, TrialRow
 
 
-def draw_figures(report: Report, depths: dict[str, int | None]) -> dict[str, bytes]:
+def transferred_fraction(row: TrialRow) -> float | None:
+    """k / L: the share of the backbone's body layer groups the trial transferred, as it reported them."""
+    if row.transferred_groups is None or not row.body_groups:
+        return None
+    return row.transferred_groups / row.body_groups
+
+
+def draw_figures(report: Report) -> dict[str, bytes]:
     rows = report.trials
     figures: dict[str, bytes] = {}
     lines: dict[str, dict[float, float]] = {}
     others = []
     for row in rows:
-        x = transferred_groups(row.params, depths.get(row.params.get("backbone", "")))
+        x = transferred_fraction(row)
         if x is None or row.val_acc is None:
             continue
         if row.outcome == "completed":
             backbone = row.params.get("backbone", "")
-            depth = f" (L={depths[backbone]})" if depths.get(backbone) else ""
+            depth = f" (L={int(row.body_groups)})"
             line = lines.setdefault(f"{backbone}{depth} / {row.params.get('unfreeze', 'frozen')}", {})
             line[x] = max(line.get(x, -math.inf), row.val_acc)
         else:
             others.append((x, row.val_acc))
     if lines or others:
         figures["transfer_curve.png"] = plots.transfer_curve(
-            {k: sorted(v.items()) for k, v in lines.items()}, others, xlabel=report.transfer_axis, ylabel=ACCURACY
+            {k: sorted(v.items()) for k, v in lines.items()},
+            others,
+            xlabel="share of body layer groups transferred (k / L)",
+            ylabel=ACCURACY,
         )
     if report.importances:
         figures["importances.png"] = plots.importances(report.importances)
@@ -42,8 +52,7 @@ def draw_figures(report: Report, depths: dict[str, int | None]) -> dict[str, byt
         )
     best = _best_row(report)
     if best is not None and best.drift:
-        depth = depths.get(best.params.get("backbone", ""))
-        k = transferred_groups(best.params, depth) if depth is not None else None
+        k = best.transferred_groups
         figures["drift.png"] = plots.drift(best.drift, {name: _group_kind(name, k) for name in best.drift})
     panels = {}
     for key, label in (("total_params", "parameters"), ("latency_ms", "latency per image (ms)")):

@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 from orchestrator import faults
 from orchestrator.errors import UserError
 from orchestrator.insights.rank import KIND_TAG
-from orchestrator.insights.report.analysis import asha_rungs, backbone_depth, study_importances
+from orchestrator.insights.report.analysis import asha_rungs, study_importances
 from orchestrator.insights.report.figures import draw_figures
 from orchestrator.insights.report.model import ACCURACY, Prediction, Report, TrialRow
 from orchestrator.insights.report.render import log_report
@@ -20,12 +20,6 @@ from orchestrator.spec import SweepSpec
 from orchestrator.tracking import OUTCOME, PARENT, ROLE, SWEEP_ID, TRIAL_ID, SweepRuns
 
 RANK_PREFIX, RANK_RUN_PREFIX = "rank.logme.", "logme."
-
-
-# -- pure pieces ----------------------------------------------------------------------------
-
-
-# -- gathering ------------------------------------------------------------------------------
 
 
 def make_report(spec: SweepSpec, runs: SweepRuns, optuna_url: str, *, best_run_id: str | None = None) -> Report:
@@ -46,7 +40,6 @@ def build_report(
     rows = gather_trials(client, parent, metric, mode)
     best_run_id = best_run_id or parent.data.tags.get("best.run_id") or (rows[0].run_id if rows else None)
     importances, note, ranges = study_importances(optuna_url, sweep_id, mode)
-    depths = {name: backbone_depth(name) for name in {r.params.get("backbone", "") for r in rows} - {""}}
     report = Report(
         experiment=spec.experiment,
         sweep_id=sweep_id,
@@ -63,10 +56,9 @@ def build_report(
         best_ranges=ranges,
         spent_epochs=sum(r.epochs for r in rows),
         full_epochs=len(rows) * es.max_epochs,
-        transfer_axis="transferred layer groups k" if depths and None not in depths.values() else "transfer_layers",
         prediction=_prediction(client, parent, rows),
     )
-    report.figures = draw_figures(report, depths)
+    report.figures = draw_figures(report)
     return report
 
 
@@ -95,6 +87,8 @@ def gather_trials(client: MlflowClient, parent: Run, metric: str, mode: str) -> 
                 total_params=latest.get("total_params"),
                 latency_ms=latest.get("latency_ms"),
                 macs=latest.get("macs"),
+                transferred_groups=latest.get("transferred_groups"),
+                body_groups=latest.get("body_groups"),
                 drift={k.removeprefix("drift/"): v for k, v in latest.items() if k.startswith("drift/")},
             )
         )

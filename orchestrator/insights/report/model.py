@@ -36,6 +36,8 @@ class TrialRow:
     total_params: float | None = None
     latency_ms: float | None = None
     macs: float | None = None
+    transferred_groups: float | None = None  # k, as the trial reported it
+    body_groups: float | None = None  # L, the backbone's body layer groups
     drift: dict[str, float] = field(default_factory=dict)
 
 
@@ -81,7 +83,6 @@ class Report:
     best_ranges: dict[str, ValueRange]
     spent_epochs: int
     full_epochs: int
-    transfer_axis: str
     prediction: Prediction | None
     figures: dict[str, bytes] = field(default_factory=dict)
     location: str = ""  # where index.html was logged

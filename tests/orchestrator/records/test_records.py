@@ -18,7 +18,7 @@ from ray.tune.experiment import Trial
 from ray.tune.logger import JsonLoggerCallback
 
 from orchestrator.records import ResultLog, read_trial, with_history
-from trainables.finetune import CHECKPOINT_FILE, HISTORY_FILE
+from trainables.checkpoints import CHECKPOINT_FILE, HISTORY_FILE
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,7 +8,7 @@ from ray.train._internal.session import _TrainingResult
 from ray.tune import Checkpoint, CheckpointConfig
 
 from orchestrator.records import repair
-from trainables.finetune import CHECKPOINT_FILE, HISTORY_FILE
+from trainables.checkpoints import CHECKPOINT_FILE, HISTORY_FILE
 
 
 class _Trial:
