@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEC   ?= search_spaces/layers.yaml
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-fast lint clean
 
 $(BIN)/orchestrator: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,12 @@ demo: $(BIN)/orchestrator
 
 test: $(BIN)/orchestrator
 	$(BIN)/ruff check orchestrator trainables tests benchmarks
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=25
+
+# Unit and contract tests (no integration sweeps): well under two minutes.
+test-fast: $(BIN)/orchestrator
+	$(BIN)/ruff check orchestrator trainables tests benchmarks
+	$(BIN)/python -m pytest -m "not integration"
 
 lint: $(BIN)/orchestrator
 	$(BIN)/ruff check orchestrator trainables tests benchmarks

@@ -41,7 +41,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from benchmarks import curves
 from benchmarks.report import Figure, Section
-from orchestrator.search import DefineByRun, FidelityOptunaSearch, make_sampler, make_scheduler
+from orchestrator.search import DefineByRun, make_sampler, make_scheduler, make_searcher
 from orchestrator.spec import SweepSpec, load_spec
 
 CONCURRENCY = 2
@@ -64,7 +64,7 @@ def _demo_spec() -> SweepSpec:
 def replay_spec(table: dict, algorithm: str, scheduler: str, seed: int) -> SweepSpec:
     demo = _demo_spec()
     space = {name: {"type": "categorical", "choices": values} for name, values in table["space"].items()}
-    space.update({k: v for k, v in table["fixed"].items() if k not in ("max_epochs", "weights", "seed")})
+    space.update({k: v for k, v in table["fixed"].items() if k not in ("max_epochs", "weights")})
     es = demo.early_stopping
     return SweepSpec.model_validate(
         {
@@ -102,16 +102,8 @@ def build(method: str, table: dict, seed: int):
                 reduction_factor=es.reduction_factor,
             )
         else:
-            searcher = FidelityOptunaSearch(
-                space=space,
-                metric=metric,
-                mode=mode,
-                sampler=make_sampler(spec),
-                max_epochs=spec.early_stopping.max_epochs,
-            )
+            searcher = make_searcher(spec, "replay", None)
             scheduler = make_scheduler(spec)
-            if hasattr(scheduler, "set_search_properties"):
-                scheduler.set_search_properties(metric, mode)
     return searcher, scheduler
 
 

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from benchmarks.curves import DEMO_SPEC
 from benchmarks.report import Figure, Section
-from orchestrator.search import DefineByRun, FidelityOptunaSearch, make_sampler, open_study_storage
+from orchestrator.search import DefineByRun, make_searcher, open_study_storage
 from orchestrator.spec import load_spec
 
 BACKBONE_SCORE = {"test_resnet": 0.85, "mobilenetv3_small_050": 0.7, "test_vit": 0.6, "test_convnext": 0.9}
@@ -72,15 +72,7 @@ def measure(*, prior_trials: int, timed: int, storage: str = "journal", seed: in
         fill_s = time.perf_counter() - started
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            searcher = FidelityOptunaSearch(
-                space=DefineByRun(spec, run_keys),
-                metric=spec.objective.metric,
-                mode=spec.objective.mode,
-                sampler=make_sampler(spec),
-                study_name="bench",
-                storage=study_storage,
-                max_epochs=max_epochs,
-            )
+            searcher = make_searcher(spec, "bench", study_storage)
         suggest_ms, complete_ms, in_flight = [], [], []
         for i in range(timed + 1):
             trial_id = f"t{i:05d}"
@@ -97,6 +89,7 @@ def measure(*, prior_trials: int, timed: int, storage: str = "journal", seed: in
                     )
                 final = {"epoch": max_epochs, "val_acc": synthetic_val_acc(done_config, max_epochs, max_epochs)}
                 searcher.on_trial_complete(done_id, final)
+                searcher.flush_tells()  # as the ledger does once a snapshot holds the ending
                 complete_ms.append(1000 * (time.perf_counter() - t0))
         trials_in_study = len(searcher._ot_study.get_trials(deepcopy=False))
     return {

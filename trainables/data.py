@@ -140,6 +140,8 @@ def load_imagefolder_task(
     return TaskData(train=train, val=val, class_names=tuple(names), test=test)
 
 
+# Not torchvision's `make_dataset`: it follows links out of the folder and around loops, and takes any
+# extension its loader accepts; an untrusted folder needs every entry checked as it is walked.
 class _Folder:
     """An image folder walked as untrusted input: links may point anywhere inside it (they are
     followed), but a link that leads out of it, a link loop, a folder reached twice, or a pipe,

@@ -14,8 +14,6 @@ import time
 import ray
 import torch
 from ray import tune
-from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
 from torch import nn
 
 from trainables.checkpoints import read_checkpoint, write_checkpoint
@@ -26,6 +24,7 @@ from trainables.hyperparams import with_defaults
 from trainables.loop import EVAL_METRICS, evaluate, train_one_epoch
 from trainables.measure import latency_ms_per_image, multiply_accumulates, snapshot, weight_drift
 from trainables.models import create_backbone, layer_groups
+from trainables.optimization import make_optimizer, make_schedule
 from trainables.regularizers import L2SP, make_mixup
 from trainables.seeds import epoch_seed, seed_epoch
 from trainables.transfer import Freezer, frozen_group_count, resolve_transfer_layers, transfer_weights
@@ -68,24 +67,10 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
     # once (and shared with other trials) instead of every epoch; see feature_cache.py.
     features = FeatureCache(model, groups, task, data_cfg, cfg, device=device, workers=workers)
 
-    # Optimizer over every parameter, built before freezing, so unfreezing later needs no rebuild;
-    # per-group learning rates scaled by timm's layer decay, warmup then cosine decay.
-    optimizer = create_optimizer_v2(
-        model,
-        opt="adamw",
-        lr=cfg["lr"],
-        weight_decay=cfg["weight_decay"],
-        layer_decay=cfg["layer_decay"] if cfg["layer_decay"] < 1.0 else None,
-    )
+    # AdamW over every parameter (so unfreezing later needs no rebuild), layer decay, warmup + cosine.
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_schedule(optimizer, cfg)
     max_epochs = cfg["max_epochs"]
-    scheduler = CosineLRScheduler(
-        optimizer,
-        t_initial=max(1, max_epochs - cfg["warmup_epochs"]),
-        lr_min=cfg["lr"] * 1e-2,
-        warmup_t=cfg["warmup_epochs"],
-        warmup_lr_init=cfg["lr"] * 1e-2,
-        warmup_prefix=True,
-    )
     freezer = Freezer(model, groups)
     mixup = make_mixup(cfg["mixup"], cfg["cutmix"], cfg["label_smoothing"], task.num_classes)
     l2sp = L2SP(model, groups, k, cfg["l2sp"], reference=start_weights) if cfg["l2sp"] > 0 and k else None

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 import timm
 import torch
 from timm.data import resolve_data_config
+
+# timm's public `group_parameters` groups parameters only; transfer needs every state-dict key (BatchNorm's
+# running statistics too), grouped by the same matcher, which timm keeps in this private helper.
 from timm.models._manipulate import group_with_matcher
 from torch import nn
 

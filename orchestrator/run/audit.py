@@ -27,7 +27,14 @@ from orchestrator.run.recording import ORPHANED, RecordedTrial, pick_best
 from orchestrator.search import MLFLOW_RUN_ID, OPTUNA_STATE, RAY_TRIAL_ID, open_study_storage
 from orchestrator.spec import REPORTED_METRICS
 from orchestrator.store import FINISHED, Manifest, Storage, read_record, read_state
-from orchestrator.tracking import OPTUNA_TRIAL, OUTCOME, PARENT, ROLE, SWEEP_ID, TRIAL_ID, run_status
+from orchestrator.tracking import (
+    OPTUNA_TRIAL,
+    OUTCOME,
+    TRIAL_ID,
+    child_runs,
+    parent_runs,
+    run_status,
+)
 
 END_TIME_TOLERANCE_MS = 5_000  # a run's end against the moment the driver saw its trial end
 INVARIANTS = (
@@ -123,12 +130,7 @@ def check_record(
 
 
 def _parent(client: MlflowClient, experiment: str, sweep_id: str, problems: list[str]) -> Run | None:
-    found = client.get_experiment_by_name(experiment)
-    parents = (
-        client.search_runs([found.experiment_id], f"tags.`{SWEEP_ID}` = '{sweep_id}' and tags.`{ROLE}` = 'sweep'")
-        if found
-        else []
-    )
+    parents = parent_runs(client, experiment, sweep_id)
     if len(parents) != 1:
         problems.append(f"sweep {sweep_id} has {len(parents)} MLflow parent runs, not 1")
         return None
@@ -146,7 +148,7 @@ def _check_manifest(manifest: Manifest, problems: list[str]) -> None:
 
 
 def _children(client: MlflowClient, parent: Run, problems: list[str]) -> dict[str, Run]:
-    runs = _search_all(client, parent.info.experiment_id, f"tags.`{PARENT}` = '{parent.info.run_id}'")
+    runs = child_runs(client, parent)
     by_trial: dict[str, Run] = {}
     for run in runs:
         trial_id = run.data.tags.get(TRIAL_ID)
@@ -255,16 +257,6 @@ def _check_report(client: MlflowClient, parent: Run, metric: str, mode: str, pro
                 f"report: trial {row.get('trial_id')} shows best {row.get('best')} at epoch "
                 f"{row.get('best_epoch')}; MLflow has {history[best_epoch]} at {best_epoch}"
             )
-
-
-def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
-    found, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string, page_token=token)
-        found += list(page)
-        token = page.token
-        if not token:
-            return found
 
 
 def _close(a, b) -> bool:

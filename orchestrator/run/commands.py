@@ -4,7 +4,7 @@ record, and rank backbones. Each is a library function the CLI calls.
 A sweep's life: check every input (nothing written yet), lock the experiment, record the sweep
 as current, open its MLflow parent run, pretrain source weights, run Ray Tune (new, or restored
 from the driver's signed state), then record every trial in MLflow and Optuna, register the best
-model, build the report, and check the record's invariants (`orchestrator.check`).
+model, build the report, and check the record's invariants (`orchestrator.run.audit`).
 """
 
 from __future__ import annotations

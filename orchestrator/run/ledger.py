@@ -3,13 +3,13 @@
 Ray Tune snapshots its experiment state now and then (trial states, the searcher; pickles).
 After each snapshot the `Ledger` callback copies those files from the driver's own staging
 folder (local disk, written by this process), adds the trials it has seen start and end, signs
-the lot (`orchestrator.signing`) and writes it to storage in one file, `SweepState`. Only then
+the lot (`orchestrator.store.signing`) and writes it to storage in one file, `SweepState`. Only then
 does the searcher tell Optuna which trials ended (`FidelityOptunaSearch.flush_tells`), so the
 study is never ahead of the state a new driver resumes from: a trial Optuna has finished is one
 Ray will not run again.
 
 A new driver reads this file, checks its signature, and hands Ray those bytes through
-`orchestrator.verified_fs`. Recording, `orchestrator sync` and `orchestrator check` read the
+`orchestrator.store.verified_fs`. Recording, `orchestrator sync` and `orchestrator check` read the
 trial list from it too, never from Ray's pickles.
 """
 

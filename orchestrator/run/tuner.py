@@ -17,7 +17,7 @@ from ray.tune.logger import TBXLoggerCallback
 from orchestrator.records import CheckpointRepair, ResultLog
 from orchestrator.run.ledger import Ledger
 from orchestrator.run.progress import TrialLines
-from orchestrator.search import make_scheduler, make_searcher
+from orchestrator.search import make_scheduler, make_searcher, open_study_storage
 from orchestrator.spec import SweepSpec
 from orchestrator.store import Manifest, Storage, SweepState, forget, verified_filesystem, vouch
 from orchestrator.tracking import MLflowLiveLogger, SweepRuns
@@ -36,7 +36,7 @@ def build_tuner(
     study_location: str,
     state: SweepState | None,
 ) -> tune.Tuner:
-    searcher = make_searcher(spec, sweep_id, study_location, require_links=True)
+    searcher = make_searcher(spec, sweep_id, open_study_storage(study_location), require_links=True)
     manifest = state.manifest if state is not None else Manifest(requested=spec.search.trials)
     callbacks = [
         CheckpointRepair(),

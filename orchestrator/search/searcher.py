@@ -23,7 +23,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from orchestrator.outcomes import COMPLETED, DIVERGED, finite, trial_outcome
 from orchestrator.search.space import DefineByRun
-from orchestrator.search.study import MLFLOW_RUN_ID, OPTUNA_STATE, RAY_TRIAL_ID, open_study_storage
+from orchestrator.search.study import MLFLOW_RUN_ID, OPTUNA_STATE, RAY_TRIAL_ID
 from orchestrator.spec import SweepSpec
 
 logger = logging.getLogger(__name__)
@@ -152,8 +152,11 @@ def _report(trial: optuna.Trial, value: float, step: int) -> None:
         trial.report(value, step)
 
 
-def make_searcher(spec: SweepSpec, study_name: str, study_location: str, *, require_links: bool = False):
-    """The sweep's searcher: its define-by-run space, sampler, study and baselines."""
+def make_searcher(
+    spec: SweepSpec, study_name: str, storage: optuna.storages.BaseStorage | None, *, require_links: bool = False
+) -> FidelityOptunaSearch:
+    """The sweep's searcher: its define-by-run space, sampler, study and baselines (a study in
+    memory when `storage` is None, as the replay benchmarks use)."""
     run_keys = {"max_epochs": spec.early_stopping.max_epochs, "weights": spec.weights.source}
     if "seed" not in spec.space:
         run_keys["seed"] = spec.search.seed
@@ -164,7 +167,7 @@ def make_searcher(spec: SweepSpec, study_name: str, study_location: str, *, requ
         points_to_evaluate=[dict(p) for p in spec.search.baselines] or None,
         sampler=make_sampler(spec),
         study_name=study_name,
-        storage=open_study_storage(study_location),
+        storage=storage,
         max_epochs=spec.early_stopping.max_epochs,
         require_links=require_links,
     )

@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 import timm
+from optuna.distributions import FloatDistribution, IntDistribution
 
 from orchestrator.errors import SpecError, did_you_mean
 from orchestrator.spec.locations import check_local_dir, check_locations, check_weights_file, local_path
@@ -170,18 +171,16 @@ def _check_space(spec: SweepSpec, fail) -> None:
 
 
 def _check_range(param: FloatParam | IntParam, field: str, fail) -> None:
+    """Optuna's own distributions judge a range (low <= high, low > 0 on a log scale, a positive step,
+    no step with log): the spec names the field Optuna's message is about."""
     if not all(math.isfinite(v) for v in (param.low, param.high)):
         fail(field, f"low and high must be finite, got low={param.low}, high={param.high}")
-    if param.low > param.high:
-        fail(f"{field}.low", f"low must be <= high, got low={param.low} > high={param.high}")
-    if param.log and param.low <= 0:
-        fail(f"{field}.low", f"log scale needs low > 0, got low={param.low}")
-    if param.step is not None and param.step <= 0:
-        fail(f"{field}.step", f"step must be > 0, got step={param.step}")
-    if isinstance(param, FloatParam) and param.log and param.step is not None:
-        fail(f"{field}.step", "step cannot be combined with log: true (Optuna does not support it)")
-    if isinstance(param, IntParam) and param.log and param.step != 1:
-        fail(f"{field}.step", "an int on a log scale must have step 1")
+    distribution = FloatDistribution if isinstance(param, FloatParam) else IntDistribution
+    try:
+        distribution(param.low, param.high, log=param.log, step=param.step)
+    except ValueError as exc:
+        problem = str(exc).replace("`", "").rstrip(".")
+        fail(f"{field}.{'step' if 'step' in problem else 'low'}", f"{problem[:1].lower()}{problem[1:]} (Optuna)")
 
 
 def _check_value(name: str, value: Any, field: str, fail) -> None:

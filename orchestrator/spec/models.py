@@ -44,7 +44,7 @@ REPORTED_METRICS = ("val_acc", "val_loss", "val_f1", "val_precision", "val_recal
 DIGITS_CLASSES = list(range(10))
 DEFAULT_DIGITS_TARGET = [5, 6, 7, 8, 9]
 DEFAULT_DIGITS_SOURCE = [0, 1, 2, 3, 4]  # disjoint from the default target
-# Directories under `storage` that are not experiments (orchestrator.pretrained.CACHE_DIR).
+# Directories under `storage` that are not experiments (orchestrator.run.pretrained.CACHE_DIR).
 RESERVED_STORAGE_NAMES = ("pretrained",)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
@@ -179,8 +179,6 @@ class PretrainSpec(StrictModel):
     classes: Classes | None = Field(None, min_length=2, max_length=MAX_CLASSES)
     epochs: int = Field(5, gt=0, le=MAX_EPOCHS)
     lr: float = Field(3e-3, gt=0, le=10)
-
-
 
 
 class WeightsSpec(StrictModel):

@@ -2,7 +2,7 @@
 
 Storage is shared by every pod of a cluster, so anything there may have been written by a worker.
 Ray keeps its experiment state as pickles, and unpickling runs code, so the driver signs what it
-saves and loads nothing whose tag does not match (`orchestrator.ledger`).
+saves and loads nothing whose tag does not match (`orchestrator.run.ledger`).
 
 The key comes from `ORCHESTRATOR_STATE_KEY` (on Kubernetes, a Secret given to the head pod only),
 else from a key file this user owns (`~/.config/orchestrator/state.key`, created on first use,

@@ -2,10 +2,10 @@
 
 Layout under `storage`:
     <storage>/<experiment>/sweep.json     the current sweep: id, spec hash, status
-    <storage>/<experiment>/driver.lock    held by the live driver (orchestrator.lock)
+    <storage>/<experiment>/driver.lock    held by the live driver (orchestrator.store.lock)
     <storage>/<experiment>/optuna.journal Optuna studies (one per sweep), for optuna-dashboard
     <storage>/<experiment>/<sweep_id>/    Ray Tune's experiment (trial results and checkpoints) and
-                                          the driver's signed state (orchestrator.ledger)
+                                          the driver's signed state (orchestrator.run.ledger)
     <storage>/pretrained/                 source weights, cached by content hash
 """
 

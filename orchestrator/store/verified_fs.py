@@ -5,7 +5,7 @@ Ray keeps its experiment state (`tuner.pkl`, `experiment_state-*.json` with pick
 `searcher-state-*.pkl`, ...) at the top of the experiment folder, and an errored trial's
 exception as `error.pkl` in its folder, and unpickles them when a sweep is restored or its
 results are read. Storage is writable by every pod, so those files are not trusted: reads of
-them are served only from bytes the driver verified (`orchestrator.ledger`), in memory, so
+them are served only from bytes the driver verified (`orchestrator.run.ledger`), in memory, so
 nothing can be swapped between the check and the read (`vouch`). Any other pickle under the experiment
 folder reads as missing. Everything else (checkpoints, result.json, listing, writes) passes
 through to the real filesystem.

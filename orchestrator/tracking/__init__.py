@@ -23,7 +23,7 @@ from orchestrator.tracking.schema import (
     metrics_of,
     run_status,
 )
-from orchestrator.tracking.store import check_reachable, default_tracking_uri, experiment_id
+from orchestrator.tracking.store import check_reachable, child_runs, default_tracking_uri, experiment_id, parent_runs
 
 __all__ = [
     "INTERRUPTED",
@@ -39,6 +39,7 @@ __all__ = [
     "SweepRuns",
     "TRIAL_ID",
     "check_reachable",
+    "child_runs",
     "credentials_file_problem",
     "credentials_for",
     "default_tracking_uri",
@@ -46,6 +47,7 @@ __all__ = [
     "may_send_credentials",
     "metrics_of",
     "origin",
+    "parent_runs",
     "register_best",
     "run_status",
     "withhold_credentials",

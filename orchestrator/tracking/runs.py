@@ -31,7 +31,7 @@ from orchestrator.tracking.schema import (
     metrics_of,
     run_status,
 )
-from orchestrator.tracking.store import experiment_id
+from orchestrator.tracking.store import experiment_id, parent_runs
 from orchestrator.uris import redact
 
 logger = logging.getLogger(__name__)
@@ -79,9 +79,7 @@ class SweepRuns:
     def start_parent(self, *, spec_text: str, spec_hash: str, tags: dict[str, str]) -> str:
         client = self.client
         self.experiment_id = experiment_id(client, self.experiment)
-        found = client.search_runs(
-            [self.experiment_id], f"tags.`{SWEEP_ID}` = '{self.sweep_id}' and tags.`{ROLE}` = 'sweep'", max_results=1
-        )
+        found = parent_runs(client, self.experiment, self.sweep_id)
         if found:
             self.parent_run_id = found[0].info.run_id
             client.update_run(self.parent_run_id, status="RUNNING")

@@ -6,10 +6,12 @@ import os
 from pathlib import Path
 
 from mlflow import MlflowClient
+from mlflow.entities import Run
 
 from orchestrator.environ import temporary_environ
 from orchestrator.errors import UserError
 from orchestrator.store import file_lock
+from orchestrator.tracking.schema import PARENT, ROLE, SWEEP_ID
 from orchestrator.uris import redact, redact_in
 
 
@@ -48,3 +50,24 @@ def experiment_id(client: MlflowClient, name: str) -> str:
         return found.experiment_id
     location = Path("mlartifacts").resolve().as_uri() if client.tracking_uri.startswith("sqlite:") else None
     return client.create_experiment(name, artifact_location=location)
+
+
+def parent_runs(client: MlflowClient, experiment: str, sweep_id: str) -> list[Run]:
+    """The parent run(s) of a sweep: tagged with its id and the `sweep` role (one, when the record holds)."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return client.search_runs([found.experiment_id], f"tags.`{SWEEP_ID}` = '{sweep_id}' and tags.`{ROLE}` = 'sweep'")
+
+
+def child_runs(client: MlflowClient, parent: Run) -> list[Run]:
+    """Every child run of a parent, page by page."""
+    found, token = [], None
+    while True:
+        page = client.search_runs(
+            [parent.info.experiment_id], f"tags.`{PARENT}` = '{parent.info.run_id}'", page_token=token
+        )
+        found += list(page)
+        token = page.token
+        if not token:
+            return found

@@ -25,9 +25,10 @@ from ray.tune.search import Searcher
 
 from orchestrator.run import run_sweep
 from orchestrator.search import open_study_storage
+from orchestrator.tracking import child_runs
 from tests.integration import synthetic
 
-pytestmark = pytest.mark.integration
+pytestmark = pytest.mark.contract
 ray.cloudpickle.register_pickle_by_value(synthetic)  # Ray workers cannot import the tests package
 
 
@@ -179,3 +180,14 @@ def test_a_finished_sweep_run_again_records_nothing_twice(tmp_path, monkeypatch)
     assert again.audit is not None and again.audit.problems == []
     assert again.outcomes == first.outcomes and again.best_trial_id == first.best_trial_id
     assert os.path.exists(tmp_path / "runs" / "again" / "sweep.json")
+
+
+def test_fresh_starts_a_new_sweep_beside_the_old_one(tmp_path, monkeypatch):
+    first = sweep(tmp_path, monkeypatch, "fresh", SWEEPS["no_scheduler_max3"], trials=3)
+    fresh = sweep(tmp_path, monkeypatch, "fresh", SWEEPS["no_scheduler_max3"], trials=3, fresh=True)
+    assert not fresh.resumed and fresh.sweep_id != first.sweep_id and fresh.parent_run_id != first.parent_run_id
+    assert fresh.audit.problems == []
+    client = MlflowClient(first.tracking_uri)
+    for summary in (first, fresh):
+        parent = client.get_run(summary.parent_run_id)
+        assert parent.info.status == "FINISHED" and len(child_runs(client, parent)) == 3

@@ -16,7 +16,9 @@ import pytest
 import ray
 from mlflow import MlflowClient
 
+from orchestrator.cli import main
 from orchestrator.faults import PHASES
+from orchestrator.tracking import child_runs
 from tests.integration.drivers import Driver, check, checkpoints, trial_records, write_spec
 
 pytestmark = pytest.mark.integration
@@ -109,3 +111,22 @@ def test_ctrl_c_stops_the_trials_leaves_the_sweep_resumable_and_never_finished(w
 
     Driver(spec).finish()
     assert_complete_record(workdir, spec, "ctrlc")
+
+    # Someone deletes a trial's run in the UI: `sync` brings the same run back (the Optuna trial names
+    # it), epoch by epoch, and a second sync changes nothing.
+    (parent,) = client.search_runs([experiment], "tags.`orchestrator.role` = 'sweep'")
+    before = _histories(client, parent)
+    lost = next(c for c in child_runs(client, parent) if c.info.run_id != parent.data.tags["best.run_id"])
+    client.delete_run(lost.info.run_id)
+    for _ in range(2):
+        assert main(["sync", str(spec)]) == 0
+        assert _histories(client, parent) == before
+    assert client.get_run(lost.info.run_id).info.lifecycle_stage == "active"
+    assert len(client.search_model_versions("name = 'ctrlc-best'")) == 1
+
+
+def _histories(client, parent) -> dict:
+    return {
+        c.data.tags["ray.trial_id"]: [(m.step, m.value) for m in client.get_metric_history(c.info.run_id, "val_acc")]
+        for c in child_runs(client, parent)
+    }

@@ -1,7 +1,8 @@
 """A real sweep end to end: Ray (local cluster) + Optuna (SQLite) + ASHA + MLflow (SQLite).
 
-One sweep runs once for the session (conftest.py); the tests read what it left behind through MLflow's and
-Optuna's own clients, then resume it, change it, and start it fresh.
+One sweep runs once for the session (conftest.py); the tests here only read what it left behind, through
+MLflow's and Optuna's own clients (resuming, syncing and --fresh are tested on sweeps of their own:
+test_contract.py, test_kills.py).
 """
 
 from __future__ import annotations
@@ -121,44 +122,6 @@ def test_registered_model_is_the_best_child_and_classifies_target_images(sweep, 
     assert accuracy == pytest.approx(completed[summary.best_run_id], abs=1e-6)
 
 
-def test_rerun_resumes_without_duplicating_runs_or_models(sweep, client):
-    workdir, first = sweep
-    again = run_sweep(workdir / "spec.yaml")
-    assert again.resumed and again.sweep_id == first.sweep_id
-    assert again.parent_run_id == first.parent_run_id
-    children = _children(client, first.parent_run_id)
-    assert len(children) == TRIALS
-    assert len({c.data.tags["ray.trial_id"] for c in children}) == TRIALS
-    exp = client.get_experiment_by_name("it")
-    assert not client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
-    assert len(client.search_model_versions("name = 'it-best'")) == 1
-    assert again.outcomes == first.outcomes
-
-
-def _history(client, parent_run_id):
-    return {
-        c.data.tags["ray.trial_id"]: [(m.step, m.value) for m in client.get_metric_history(c.info.run_id, "val_acc")]
-        for c in _children(client, parent_run_id)
-    }
-
-
-def test_sync_replays_what_mlflow_lost_and_running_it_twice_changes_nothing(sweep, client, capsys):
-    workdir, first = sweep
-    before = _history(client, first.parent_run_id)
-    lost = next(c for c in _children(client, first.parent_run_id) if c.info.run_id != first.best_run_id)
-    client.delete_run(lost.info.run_id)  # someone deleted a trial's run in the UI
-
-    assert main(["sync", str(workdir / "spec.yaml")]) == 0
-    assert "parent run " + first.parent_run_id in capsys.readouterr().out
-    replayed = _history(client, first.parent_run_id)
-    assert replayed == before  # the trial is back, epoch by epoch
-    assert client.get_run(lost.info.run_id).info.lifecycle_stage == "active"  # the same run, which Optuna names
-
-    assert main(["sync", str(workdir / "spec.yaml")]) == 0
-    assert _history(client, first.parent_run_id) == before
-    assert len(client.search_model_versions("name = 'it-best'")) == 1
-
-
 def test_changed_spec_with_the_same_experiment_is_refused(sweep, capsys):
     workdir, _ = sweep
     changed = workdir / "changed.yaml"
@@ -167,12 +130,3 @@ def test_changed_spec_with_the_same_experiment_is_refused(sweep, capsys):
         run_sweep(changed)
     assert main(["sweep", str(changed)]) == 2
     assert "different spec" in capsys.readouterr().err
-
-
-def test_fresh_starts_a_new_sweep_beside_the_old_one(sweep, client):
-    workdir, first = sweep
-    fresh = run_sweep(workdir / "spec.yaml", fresh=True, trials=2, max_epochs=2)
-    assert not fresh.resumed and fresh.sweep_id != first.sweep_id
-    assert fresh.parent_run_id != first.parent_run_id
-    assert len(_children(client, fresh.parent_run_id)) == 2
-    assert len(_children(client, first.parent_run_id)) == TRIALS

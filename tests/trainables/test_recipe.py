@@ -2,29 +2,44 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
-from timm.optim import create_optimizer_v2, param_groups_layer_decay
-from timm.scheduler import CosineLRScheduler
 
 from trainables.data import load_digits_task
+from trainables.hyperparams import with_defaults
 from trainables.loop import evaluate, train_one_epoch
 from trainables.measure import latency_ms_per_image, multiply_accumulates, snapshot, weight_drift
 from trainables.models import create_backbone, layer_groups
+from trainables.optimization import LR_FLOOR, make_optimizer, make_schedule
 from trainables.regularizers import L2SP, make_mixup
 from trainables.transfer import Freezer, frozen_group_count, transfer_weights
 from trainables.transforms import data_config, eval_transform, loader, train_transform
 
 
-def test_per_group_learning_rates_equal_timms_layer_decay_scales():
+def _cfg(**overrides) -> dict:
+    return with_defaults({"max_epochs": 10, "lr": 0.01, **overrides})
+
+
+def test_layer_decay_scales_each_group_below_the_head_and_the_head_keeps_the_full_rate():
     model = create_backbone("test_resnet", 3)
-    optimizer = create_optimizer_v2(model, opt="adamw", lr=0.01, weight_decay=0.05, layer_decay=0.5)
-    CosineLRScheduler(optimizer, t_initial=10).step(0)
-    expected = param_groups_layer_decay(model, weight_decay=0.05, layer_decay=0.5)
-    assert sorted(g["lr"] for g in optimizer.param_groups) == pytest.approx(
-        sorted(0.01 * g["lr_scale"] for g in expected)
-    )
-    assert max(g["lr"] for g in optimizer.param_groups) == pytest.approx(0.01)  # the head keeps the full lr
-    assert min(g["lr"] for g in optimizer.param_groups) == pytest.approx(0.01 * 0.5 ** (len(layer_groups(model).body)))
+    optimizer = make_optimizer(model, _cfg(layer_decay=0.5))
+    make_schedule(optimizer, _cfg(layer_decay=0.5)).step(0)
+    groups = len(layer_groups(model).body)
+    rates = sorted({round(g["lr"], 12) for g in optimizer.param_groups})
+    assert rates[-1] == pytest.approx(0.01)  # the head
+    assert rates[0] == pytest.approx(0.01 * 0.5**groups)  # the stem, `groups` steps below it
+    assert len(make_optimizer(model, _cfg(layer_decay=1.0)).param_groups) <= 2  # no decay: one rate
+
+
+def test_the_schedule_warms_up_from_one_percent_then_decays_by_cosine_to_one_percent():
+    optimizer = make_optimizer(create_backbone("test_resnet", 3), _cfg(warmup_epochs=2))
+    schedule = make_schedule(optimizer, _cfg(warmup_epochs=2))
+    rates = []
+    for epoch in range(1, 11):
+        schedule.step(epoch - 1)  # as the trial does before each epoch
+        rates.append(max(g["lr"] for g in optimizer.param_groups))
+    assert rates[0] == pytest.approx(0.01 * LR_FLOOR)  # warmup starts at 1 %
+    assert rates[0] < rates[1] < rates[2] == pytest.approx(0.01)  # and reaches the peak when it ends
+    assert all(a > b for a, b in zip(rates[2:], rates[3:], strict=False))  # then only decays
+    assert rates[-1] > 0.01 * LR_FLOOR and rates[-1] < 0.05 * 0.01  # near the floor at the last epoch
 
 
 def test_l2sp_gradient_points_toward_the_pretrained_weights():
@@ -129,6 +144,20 @@ def test_augmentation_none_is_deterministic_and_strong_is_not():
     assert any(not torch.equal(outputs[0], o) for o in outputs[1:])
 
 
-def test_label_smoothing_changes_the_loss():
-    logits, labels = torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
-    assert F.cross_entropy(logits, labels) != F.cross_entropy(logits, labels, label_smoothing=0.1)
+def test_the_loop_applies_label_smoothing_to_hard_and_to_mixed_labels():
+    task = load_digits_task([5, 6, 7], train_per_class=8, val_per_class=2, seed=0)
+    losses = {}
+    for smoothing in (0.0, 0.2):
+        for mixed in (False, True):
+            torch.manual_seed(0)
+            model = create_backbone("test_resnet", 3)
+            frozen = torch.optim.SGD(model.parameters(), lr=0.0)  # the loss of the same weights each time
+            batches = loader(task.train, eval_transform(data_config(model, 32)), batch_size=8, shuffle_seed=0)
+            mixup = make_mixup(0.2, 0.0, smoothing, 3) if mixed else None
+            torch.manual_seed(1)
+            stats = train_one_epoch(
+                model, batches, frozen, device=torch.device("cpu"), label_smoothing=smoothing, mixup=mixup
+            )
+            losses[smoothing, mixed] = stats.loss
+    assert losses[0.2, False] != pytest.approx(losses[0.0, False])
+    assert losses[0.2, True] != pytest.approx(losses[0.0, True])

@@ -17,7 +17,7 @@ from orchestrator.insights.report.figures import draw_figures
 from orchestrator.insights.report.model import ACCURACY, Prediction, Report, TrialRow
 from orchestrator.insights.report.render import log_report
 from orchestrator.spec import SweepSpec
-from orchestrator.tracking import OUTCOME, PARENT, ROLE, SWEEP_ID, TRIAL_ID, SweepRuns
+from orchestrator.tracking import OUTCOME, SWEEP_ID, TRIAL_ID, SweepRuns, child_runs, parent_runs
 
 RANK_PREFIX, RANK_RUN_PREFIX = "rank.logme.", "logme."
 
@@ -67,7 +67,7 @@ def gather_trials(client: MlflowClient, parent: Run, metric: str, mode: str) -> 
     (runs without the objective last); val_acc and val_f1 are read at that epoch."""
     sign = 1 if mode == "max" else -1
     rows = []
-    for run in _search_all(client, parent.info.experiment_id, f"tags.`{PARENT}` = '{parent.info.run_id}'"):
+    for run in child_runs(client, parent):
         run_id, tags, latest = run.info.run_id, run.data.tags, run.data.metrics
         histories = {key: _history(client, run_id, key) for key in {metric, ACCURACY, "val_f1"}}
         curve = sorted(histories[metric].items())
@@ -99,27 +99,10 @@ def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
     return {m.step: m.value for m in client.get_metric_history(run_id, key)}
 
 
-def _search_all(client: MlflowClient, experiment_id: str, filter_string: str) -> list[Run]:
-    found, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string, page_token=token)
-        found += list(page)
-        token = page.token
-        if not token:
-            return found
-
-
 def _parent_run(client: MlflowClient, runs: SweepRuns) -> Run:
     if runs.parent_run_id:
         return client.get_run(runs.parent_run_id)
-    experiment = client.get_experiment_by_name(runs.experiment)
-    found = (
-        client.search_runs(
-            [experiment.experiment_id], f"tags.`{SWEEP_ID}` = '{runs.sweep_id}' and tags.`{ROLE}` = 'sweep'"
-        )
-        if experiment
-        else []
-    )
+    found = parent_runs(client, runs.experiment, runs.sweep_id)
     if not found:
         raise UserError(
             f"MLflow has no run of sweep {runs.sweep_id!r} in experiment {runs.experiment!r}; "

@@ -65,13 +65,13 @@ BAD_SPECS = [
         "low_gt_high",
         _replace("low: 1.0e-4, high: 1.0e-2", "low: 1.0e-2, high: 1.0e-4"),
         "space.lr.low",
-        "low must be <= high",
+        "low <= high must hold, but got (low=0.01, high=0.0001)",
     ),
     (
         "log_low_zero",
         _replace("low: 1.0e-4, high: 1.0e-2, log: true", "low: 0.0, high: 1.0e-2, log: true"),
         "space.lr.low",
-        "log scale needs low > 0",
+        "low > 0 must hold for log=True",
     ),
     (
         "when_unknown_param",
