@@ -38,7 +38,7 @@ import yaml
 
 from benchmarks.harness import run_pool
 from benchmarks.report import Figure, Section
-from trainables import finetune  # imported where Ray unpickles the timed wrapper, as a plain worker does
+from trainables.finetune import finetune  # imported where Ray unpickles the timed wrapper, as a plain worker does
 
 REPO = Path(__file__).resolve().parents[1]
 CONCURRENCY = 2

@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trainables.transfer import UNFREEZE_MODES
-from trainables.transforms import AUGMENT_LEVELS
-
 MAX_EPOCHS = 10_000  # as the spec's max_epochs: no epoch count beyond what any run could reach
 MAX_SEED = 2**32 - 1  # numpy and Optuna take 32-bit seeds
 MAX_LAYER_GROUPS = 10_000  # a count of transferred body groups (timm models have tens)
+
+
+UNFREEZE_MODES = ("frozen", "full", "gradual", "lp_ft")
+AUGMENT_LEVELS = ("none", "light", "strong")
 
 
 @dataclass(frozen=True)

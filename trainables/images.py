@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from trainables.paths import cache_dir, write_atomically
 
 # Pillow's own decompression-bomb limit (about 0.25 GB of RGB): a 50-megapixel camera photo fits,
 # a 20000x20000 PNG of a few KB that would decode to 1.2 GB does not.
@@ -139,14 +140,6 @@ def first_bad_image(files: list[tuple[str, int, int]], cache_key: str) -> tuple[
     return None
 
 
-def cache_dir() -> Path:
-    """$ORCHESTRATOR_CACHE_DIR, else $XDG_CACHE_HOME/orchestrator, else ~/.cache/orchestrator."""
-    if os.environ.get("ORCHESTRATOR_CACHE_DIR"):
-        return Path(os.environ["ORCHESTRATOR_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "orchestrator"
-
-
 def _cache_file(cache_key: str) -> Path:
     digest = hashlib.sha256(f"{CHECK_VERSION}\0{cache_key}".encode(errors="surrogateescape")).hexdigest()[:24]
     return cache_dir() / "checked-images" / f"{digest}.json"
@@ -172,18 +165,5 @@ def _is_stamp(stamp: object) -> bool:
 
 
 def _write_cache(cache_key: str, files: dict[str, list[int]]) -> None:
-    """Written whole (a temporary file renamed over the old one); a cache that cannot be written is no error."""
-    target = _cache_file(cache_key)
     text = json.dumps({"version": CHECK_VERSION, "key": cache_key, "files": files}, ensure_ascii=True)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    except OSError:
-        return
-    try:
-        with os.fdopen(handle, "w", encoding="ascii") as out:
-            out.write(text)
-        os.replace(staging, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(staging)
+    write_atomically(_cache_file(cache_key), text)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import timm
 import torch
+import torch.nn.functional as F
 from timm.data import resolve_data_config
 
 # timm's public `group_parameters` groups parameters only; transfer needs every state-dict key (BatchNorm's
@@ -80,13 +81,18 @@ def normalization(model: nn.Module) -> Normalize:
 
 
 class ImageClassifier(nn.Module):
-    """What gets logged to MLflow: images in [0, 1] in, class logits out (`class_names[i]` is logit i)."""
+    """What gets logged to MLflow: RGB images in [0, 1] of any height and width in, class logits out
+    (`class_names[i]` is logit i). Images are resized to the input size the trials trained at, so a
+    photo of any size works; for exactly the training preprocessing, resize with
+    `trainables.transforms.model_input_transform` first (then the resize here changes nothing)."""
 
-    def __init__(self, backbone: nn.Module, class_names: tuple[str, ...]):
+    def __init__(self, backbone: nn.Module, class_names: tuple[str, ...], input_size: tuple[int, int]):
         super().__init__()
         self.preprocess = normalization(backbone)
         self.backbone = backbone
         self.class_names = list(class_names)
+        self.input_size = tuple(input_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        images = F.interpolate(images, size=self.input_size, mode="bilinear", antialias=True, align_corners=False)
         return self.backbone(self.preprocess(images))

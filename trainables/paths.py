@@ -6,8 +6,10 @@ raise OSError, ValueError or RuntimeError from deep inside a check; here it is o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 
@@ -65,3 +67,28 @@ def file_kind(path: Path) -> str:
     if stat.S_ISDIR(mode):
         return "directory"
     return "other"
+
+
+def cache_dir() -> Path:
+    """Where this user's caches live: $ORCHESTRATOR_CACHE_DIR, else $XDG_CACHE_HOME/orchestrator, else
+    ~/.cache/orchestrator. A cache only ever saves work: a missing or unreadable one is ignored."""
+    if os.environ.get("ORCHESTRATOR_CACHE_DIR"):
+        return Path(os.environ["ORCHESTRATOR_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "orchestrator"
+
+
+def write_atomically(target: Path, text: str) -> None:
+    """Written whole (a temporary file renamed over the old one); a cache that cannot be written is no error."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(staging, target)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(staging)

@@ -13,9 +13,8 @@ import warnings
 import torch
 from torch import nn
 
+from trainables.hyperparams import UNFREEZE_MODES
 from trainables.models import LayerGroups
-
-UNFREEZE_MODES = ("frozen", "full", "gradual", "lp_ft")
 
 
 def resolve_transfer_layers(value: float | int, num_body_groups: int) -> int:

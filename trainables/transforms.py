@@ -9,8 +9,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from trainables.data import ImageSplit
 
-AUGMENT_LEVELS = ("none", "light", "strong")
-
 
 def data_config(model: nn.Module, image_size: int | None) -> dict:
     """Mean, std, interpolation and input size from the backbone's pretrained config;

@@ -37,28 +37,39 @@ def _label(ax, *, x: str, y: str, title: str | None = None, legend: bool = False
         ax.legend(fontsize=8, loc=where)
 
 
-def transfer_curve(lines: dict[str, list[Point]], others: Sequence[Point], *, xlabel: str, ylabel: str) -> bytes:
-    """Yosinski's figure: accuracy against the number of transferred layers, one line per
-    backbone and unfreeze schedule (completed trials), other trials as hollow markers."""
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
+def transfer_curve(
+    lines: dict[tuple[str, str], list[Point]], stopped: dict[str, Sequence[Point]], *, xlabel: str, ylabel: str
+) -> bytes:
+    """Yosinski's figure: accuracy against the share of layers transferred. One colour per backbone,
+    one line style per unfreeze schedule (completed trials); the backbone's trials that ASHA
+    stopped early are hollow points of its colour."""
+    fig = Figure(figsize=(7.5, 4.4), layout="constrained")
     ax = fig.add_subplot()
-    for (label, points), colour in zip(sorted(lines.items()), cycle(TOP_COLOURS), strict=False):
+    backbones = sorted({backbone for backbone, _ in lines} | set(stopped))
+    colours = dict(zip(backbones, cycle(TOP_COLOURS), strict=False))
+    schedules = sorted({schedule for _, schedule in lines})
+    styles = dict(zip(schedules, cycle(("-", "--", ":", "-.")), strict=False))
+    for (backbone, schedule), points in sorted(lines.items()):
         xs, ys = zip(*sorted(points), strict=True)
-        ax.plot(xs, ys, marker="o", color=colour, label=label)
-    if others:
-        xs, ys = zip(*others, strict=True)
-        ax.scatter(xs, ys, facecolors="none", edgecolors="grey", label="stopped early (ASHA)")
-    _label(ax, x=xlabel, y=ylabel, title="Transfer curve", legend=bool(lines or others))
+        ax.plot(
+            xs, ys, marker="o", color=colours[backbone], linestyle=styles[schedule], label=f"{backbone} / {schedule}"
+        )
+    for backbone, points in sorted(stopped.items()):
+        xs, ys = zip(*points, strict=True)
+        ax.scatter(xs, ys, facecolors="none", edgecolors=colours[backbone], label=f"{backbone}: stopped early")
+    ax.set_xlim(-0.05, 1.05)
+    _label(ax, x=xlabel, y=ylabel, title="Transfer curve", legend=True)
     return _png(fig)
 
 
-def importances(values: dict[str, float]) -> bytes:
-    """Horizontal bars of fANOVA importances, most important on top."""
+def importances(values: dict[str, float], spread: dict[str, float] | None = None) -> bytes:
+    """Horizontal bars of fANOVA importances, most important on top, with their spread over resamples."""
     names = list(values)[::-1]
     fig = Figure(figsize=(6, 0.45 * len(names) + 1.2), layout="constrained")
     ax = fig.add_subplot()
-    ax.barh(names, [values[n] for n in names], color="tab:blue")
-    ax.set_xlabel("importance (fANOVA, share of the objective's variance)")
+    errors = [spread.get(n, 0.0) for n in names] if spread else None
+    ax.barh(names, [values[n] for n in names], xerr=errors, color="tab:blue", ecolor="grey", capsize=3)
+    ax.set_xlabel("importance (fANOVA, share of the objective's variance; bars: spread over resamples)")
     ax.set_xlim(0, 1)
     ax.set_title("Hyperparameter importances")
     return _png(fig)

@@ -45,6 +45,7 @@ from orchestrator.run.session import (
     sigterm_stops_gracefully,
     tracking_store_uri,
 )
+from orchestrator.run.summaries import format_start, mlflow_links
 from orchestrator.run.tuner import build_tuner
 from orchestrator.spec import load_spec, spec_text_for_logging
 from orchestrator.store import (
@@ -58,8 +59,8 @@ from orchestrator.store import (
 from orchestrator.tracking import (
     check_reachable,
 )
-from trainables import finetune
 from trainables.feature_cache import release_shared_features
+from trainables.finetune import finetune
 
 
 def run_sweep(
@@ -101,6 +102,10 @@ def run_sweep(
             faults.reach("start")
             sweep.runs.start_parent(spec_text=spec_text, spec_hash=spec.spec_hash(), tags=parent_tags(sweep))
             faults.reach("parent-run")
+            state = read_state(storage, spec.experiment, sweep.sweep_id)
+            done = len(state.manifest.ended) if state is not None else 0
+            links = mlflow_links(sweep.runs.tracking_uri, sweep.runs.experiment_id, sweep.runs.parent_run_id)
+            print(format_start(sweep.sweep_id, spec.experiment, resumed, done, spec.search.trials, links), flush=True)
             init_ray(address)
             if trainable is None:
                 weights = source_weight_refs(
@@ -115,9 +120,6 @@ def run_sweep(
                     finetune, task=target, image_size=spec.data.image_size, source_weights=weights
                 )
             trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
-            state = read_state(storage, spec.experiment, sweep.sweep_id)
-            if state is not None:
-                print(f"Resuming sweep {sweep.sweep_id} from {storage.display(spec.experiment, sweep.sweep_id)}")
             tuner = build_tuner(
                 spec,
                 trainable,

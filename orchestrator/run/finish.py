@@ -58,6 +58,7 @@ class SweepSummary:
     best_metrics: dict[str, float] = field(default_factory=dict)
     test_metrics: dict[str, float] = field(default_factory=dict)
     parent_run_id: str | None = None
+    experiment_id: str | None = None
     best_run_id: str | None = None
     model_uri: str | None = None
     registered_model: str | None = None
@@ -97,6 +98,7 @@ def finish_sweep(
         wall_time_s=0.0,
         outcomes=recorded.outcomes,
         parent_run_id=runs.parent_run_id,
+        experiment_id=runs.experiment_id,
         tracking_uri=runs.tracking_uri,
         optuna_storage=redact(sweep.study_location),
         ray_path=sweep.storage.display(spec.experiment, sweep.sweep_id),
@@ -127,6 +129,7 @@ def finish_sweep(
         metrics={
             f"best_trial.final_{spec.objective.metric}": summary.best_metrics.get(spec.objective.metric, float("nan")),
             "wall_time_s": summary.wall_time_s,
+            "epochs_run": sum(trial.last_epoch for trial in recorded.trials),
         },
     )
     faults.reach("finished")
@@ -155,8 +158,8 @@ def _register_best(sweep: Sweep, best: RecordedTrial, target: TaskData, summary:
         summary.test_metrics = {f"test_{k}": v for k, v in split.items()}
         runs.log_summary_metrics(best.run_id, summary.test_metrics)
         runs.log_summary_metrics(runs.parent_run_id, summary.test_metrics)
-    model = ImageClassifier(backbone, target.class_names).eval()
     size = data_config(backbone, spec.data.image_size)["input_size"]
+    model = ImageClassifier(backbone, target.class_names, input_size=size[1:]).eval()
     metric = spec.objective.metric
     registered = register_best(
         runs.client,
@@ -169,8 +172,8 @@ def _register_best(sweep: Sweep, best: RecordedTrial, target: TaskData, summary:
         description=(
             f"Best trial {best.trial_id} of sweep {sweep.sweep_id} (experiment {spec.experiment!r}): "
             f"{best.config.get('backbone')}, final {metric} {best.final:.4g} after {best.last_epoch} epochs. "
-            f"Takes RGB images in [0, 1] of shape [N, 3, {size[1]}, {size[2]}]; returns logits over "
-            f"{list(target.class_names)}."
+            f"Takes RGB images in [0, 1] of shape [N, 3, H, W], any H and W (resized to {size[1]}x{size[2]} "
+            f"inside, the size it trained at); returns logits over {list(target.class_names)}."
         ),
         tags={
             metric: f"{best.final:.6g}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -86,6 +87,7 @@ def parent_tags(sweep: Sweep) -> dict[str, str]:
         "ray.experiment_path": sweep.storage.display(sweep.spec.experiment, sweep.sweep_id),
         "optuna.storage": redact(sweep.study_location),
         "optuna.study": sweep.sweep_id,
+        "objective": f"{sweep.spec.objective.metric} {sweep.spec.objective.mode}",
     }
 
 
@@ -166,11 +168,30 @@ def init_ray(address: str | None) -> None:
         return
     # Checkpointing every epoch of short trials is intended; Ray would warn about it.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our TrialLines callback reports progress instead
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the live view reports progress instead
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_ray_notices()
     ray.init(
         address=address,  # already resolved from --address or RAY_ADDRESS
         include_dashboard=False,
         logging_level="WARNING",
+        # Workers' own output stays in Ray's session logs (/tmp/ray/session_latest/logs/): in the console
+        # it would break into the live view. A trial's error still reaches its MLflow run and the console.
+        log_to_driver=False,
         runtime_env={"worker_process_setup_hook": "trainables.worker_logs.quiet_worker_logs"},
     )
+
+
+class _DropTuneHints(logging.Filter):
+    """Ray Tune's notes on an interrupted run name its own API (`Tuner.restore(...)`); ours says how to resume."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore" not in record.getMessage() and "Stop signal received" not in record.getMessage()
+
+
+def quiet_ray_notices() -> None:
+    # Token authentication stays on; Ray only announces it at every start.
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    tune_logger = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _DropTuneHints) for f in tune_logger.filters):
+        tune_logger.addFilter(_DropTuneHints())

@@ -16,7 +16,7 @@ from ray.tune.logger import TBXLoggerCallback
 
 from orchestrator.records import CheckpointRepair, ResultLog
 from orchestrator.run.ledger import Ledger
-from orchestrator.run.progress import TrialLines
+from orchestrator.run.live_view import LiveView
 from orchestrator.search import make_scheduler, make_searcher, open_study_storage
 from orchestrator.spec import SweepSpec
 from orchestrator.store import Manifest, Storage, SweepState, forget, verified_filesystem, vouch
@@ -44,7 +44,13 @@ def build_tuner(
         TBXLoggerCallback(),
         MLflowLiveLogger(runs, links=searcher),
         Ledger(storage, spec.experiment, sweep_id, manifest, searcher),
-        TrialLines(spec.search.trials, spec.objective.metric, spec.objective.mode, spec.early_stopping.max_epochs),
+        LiveView(
+            spec.search.trials,
+            spec.objective.metric,
+            spec.objective.mode,
+            spec.early_stopping.max_epochs,
+            already_ended=len(manifest.ended),
+        ),
     ]
     root = storage.path(spec.experiment, sweep_id)
     tune_config = tune.TuneConfig(

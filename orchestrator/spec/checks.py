@@ -5,11 +5,11 @@ Each failure is a `SpecError` naming the field, so the user fixes it before comp
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 from functools import lru_cache
 from typing import Any
 
-import timm
 from optuna.distributions import FloatDistribution, IntDistribution
 
 from orchestrator.errors import SpecError, did_you_mean
@@ -25,7 +25,8 @@ from orchestrator.spec.models import (
     SweepSpec,
 )
 from trainables.hyperparams import HYPERPARAMETERS
-from trainables.weights import KINDS, WeightsError, parse_source
+from trainables.paths import cache_dir, write_atomically
+from trainables.weight_files import KINDS, WeightsError, parse_source
 
 DIGITS_MIN_PER_CLASS = 174  # the rarest digit in scikit-learn's set
 MAX_ASHA_RUNGS = 64  # the spec's limits allow about 24; a guard should those limits ever move
@@ -34,7 +35,20 @@ RAY_RESOURCE_UNIT = 1e-4  # Ray keeps resources to 4 decimals: a smaller fractio
 
 @lru_cache(maxsize=1)
 def timm_models() -> frozenset[str]:
-    return frozenset(timm.list_models())
+    """timm's model names. Importing timm loads torch (seconds), so the list is cached per timm
+    version in the user's cache: a spec is checked in well under a second after the first time."""
+    cache = cache_dir() / f"timm-{importlib.metadata.version('timm')}-models.txt"
+    try:
+        names = frozenset(cache.read_text().split())
+        if names:
+            return names
+    except OSError:
+        pass
+    import timm  # only when the cache is missing
+
+    names = frozenset(timm.list_models())
+    write_atomically(cache, "\n".join(sorted(names)))
+    return names
 
 
 def check_spec(spec: SweepSpec, source: str, *, local_files: bool = True) -> None:

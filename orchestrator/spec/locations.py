@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from orchestrator.spec.models import SweepSpec
 from orchestrator.uris import base_scheme, redact, scheme, uri_secret
 from trainables.paths import PathProblem, checked_path, file_kind
-from trainables.weights import weights_file_problem
+from trainables.weight_files import weights_file_problem
 
 STUDY_DATABASES = ("sqlite", "postgresql", "mysql")  # Optuna's RDB storage, through SQLAlchemy
 # MLflow tracking stores this tool supports: a server, or a database directly. MLflow's file

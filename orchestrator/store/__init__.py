@@ -1,7 +1,7 @@
 """Where a sweep keeps its files, which sweep is current, who may run it, and what the driver can vouch for."""
 
 from orchestrator.store.filesystem import Storage, is_remote_cluster
-from orchestrator.store.lock import LOCK_FILE, DriverLock, ExperimentLocked, file_lock
+from orchestrator.store.lock import LOCK_FILE, DriverLock, ExperimentLocked, file_lock, lock_holder
 from orchestrator.store.signing import KEY_ENV, UntrustedState, sign, verify
 from orchestrator.store.snapshot import Manifest, SweepState, TrialEntry, read_state, write_state
 from orchestrator.store.sweeps import (
@@ -33,6 +33,7 @@ __all__ = [
     "file_lock",
     "forget",
     "is_remote_cluster",
+    "lock_holder",
     "read_record",
     "read_state",
     "sign",

@@ -79,6 +79,23 @@ class DriverLock:
         return f"Taking over experiment {self.experiment!r} from a driver that stopped ({_describe(self.previous)})"
 
 
+def lock_holder(path: str | Path) -> str:
+    """Who holds the lock at `path` now, described; "" when no live driver does."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return ""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _describe(_read_holder(fd))
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)  # closing drops the shared lock taken to look
+    return ""
+
+
 def _read_holder(fd: int) -> dict:
     try:
         return json.loads(os.pread(fd, 4096, 0) or b"{}")

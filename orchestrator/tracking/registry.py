@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import mlflow
+import numpy as np
 from mlflow import MlflowClient
+from mlflow.models import ModelSignature
+from mlflow.types import Schema, TensorSpec
 
 from orchestrator import faults
 
@@ -22,6 +25,14 @@ MODEL_NAME = "model"  # the logged model's name in the best trial's run
 class Registered:
     model_uri: str
     version: str | None  # None when the spec registers nothing
+
+
+def _any_size_signature(classes: int) -> ModelSignature:
+    """Batch, height and width free (-1): MLflow exports those dimensions as dynamic, so the model takes
+    images of any size where the architecture allows (ImageClassifier resizes to its training size)."""
+    images = TensorSpec(np.dtype(np.float32), (-1, 3, -1, -1))
+    logits = TensorSpec(np.dtype(np.float32), (-1, classes))
+    return ModelSignature(inputs=Schema([images]), outputs=Schema([logits]))
 
 
 def logged_model_uri(client: MlflowClient, experiment_id: str, run_id: str) -> str | None:
@@ -57,6 +68,7 @@ def register_best(
                 model,
                 name=MODEL_NAME,
                 input_example=input_example,
+                signature=_any_size_signature(len(class_names)),
                 metadata={"class_names": class_names},
                 serialization_format="pt2",  # torch.export: loading runs no pickle
             )

@@ -73,6 +73,7 @@ def test_the_parent_run_holds_the_report_and_its_numbers_are_mlflows(small_sweep
     # importances come with a figure, or the page says why there are none
     assert ("importances.png" in pngs) == bool(data["importances"])
     assert data["importances"] or f"No importances: {data['importance_note']}" in page
+    assert data["importance_trials"] == sum(r["outcome"] == "completed" for r in data["leaderboard"])
     assert "Report of sweep" in summary.report and "compute:" in summary.report
 
 

@@ -120,6 +120,13 @@ def test_registered_model_is_the_best_child_and_classifies_target_images(sweep, 
     accuracy = float((predictions == target.val.labels).mean())
     assert mlflow.models.get_model_info(uri).metadata["class_names"] == ["5", "6", "7"]
     assert accuracy == pytest.approx(completed[summary.best_run_id], abs=1e-6)
+    with torch.no_grad():  # any image size: the model resizes to the size it trained at
+        assert tuple(model(torch.rand(2, 3, 64, 48)).shape) == (2, 3)
+    assert client.get_model_version_by_alias("it-best", "champion").version == version.version
+    assert "any H and W" in version.description and version.tags["backbone"] == backbone
+    assert version.tags["sweep_id"] == summary.sweep_id and float(version.tags["val_acc"]) == pytest.approx(
+        completed[summary.best_run_id], abs=1e-5
+    )
 
 
 def test_changed_spec_with_the_same_experiment_is_refused(sweep, capsys):

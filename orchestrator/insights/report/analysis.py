@@ -11,8 +11,11 @@ from optuna.importance import FanovaImportanceEvaluator
 from optuna.trial import TrialState
 from ray.tune.schedulers import ASHAScheduler
 
-from orchestrator.insights.report.model import TOP_FRACTION, ValueRange
+from orchestrator.insights.report.model import TOP_FRACTION, Importances, ValueRange
 from orchestrator.search import open_study_storage
+
+BOOTSTRAP_RESAMPLES = 8  # enough to see whether a ranking holds; each is one more fANOVA fit
+TRIALS_PER_PARAMETER = 10
 
 
 def asha_rungs(grace_period: int, reduction_factor: float, max_epochs: int) -> list[int]:
@@ -54,25 +57,80 @@ def best_ranges(trials: list[optuna.trial.FrozenTrial], params: list[str], mode:
 
 
 def study_importances(
-    optuna_url: str | optuna.storages.BaseStorage, sweep_id: str, mode: str
-) -> tuple[dict[str, float], str, dict[str, ValueRange]]:
-    """fANOVA importances over the COMPLETE trials, or why there are none."""
+    study_location: str | optuna.storages.BaseStorage, sweep_id: str, mode: str, conditions: dict[str, str]
+) -> tuple[Importances, dict[str, ValueRange]]:
+    """fANOVA importances over the COMPLETE trials (the parameters every one of them has), their
+    spread over bootstrap resamples and whether to trust them; each conditional parameter's
+    importance within the trials that searched it (`conditions`: parameter -> its `when`, as text).
+    Or why there are none."""
     try:
-        storage = open_study_storage(optuna_url) if isinstance(optuna_url, str) else optuna_url
+        storage = open_study_storage(study_location) if isinstance(study_location, str) else study_location
         study = optuna.load_study(study_name=sweep_id, storage=storage)
     except KeyError:
-        return {}, f"the Optuna study {sweep_id!r} was not found", {}
+        return Importances(note=f"the Optuna study {sweep_id!r} was not found"), {}
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(complete) < 2:
-        return {}, f"importances need at least 2 completed trials; this sweep has {len(complete)}", {}
-    if len({t.value for t in complete}) < 2:
-        return {}, f"all {len(complete)} completed trials scored the same, so no parameter explains anything", {}
+    values, problem = _fanova(complete, study.direction, seed=0)
+    if problem:
+        return Importances(trials=len(complete), note=problem), {}
+    spread = _bootstrap_spread(complete, study.direction, list(values))
+    within = {}
+    for name, condition in conditions.items():
+        subset = [t for t in complete if name in t.params]
+        found, _ = _fanova(subset, study.direction, seed=0)
+        if name in found:
+            within[name] = (condition, found[name], len(subset))
+    return (
+        Importances(
+            values=values,
+            spread=spread,
+            trials=len(complete),
+            caveat=_caveat(values, spread, len(complete)),
+            within=within,
+        ),
+        best_ranges(complete, list(values), mode),
+    )
+
+
+def _fanova(trials: list, direction, *, seed: int, trees: int = 64) -> tuple[dict[str, float], str]:
+    """fANOVA over these trials' common parameters (Optuna's evaluator on an in-memory copy)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # each resample is a study of its own
+    if len(trials) < 2:
+        return {}, f"importances need at least 2 completed trials; this sweep has {len(trials)}"
+    if len({t.value for t in trials}) < 2:
+        return {}, f"all {len(trials)} completed trials scored the same, so no parameter explains anything"
+    study = optuna.create_study(direction=direction)
+    study.add_trials(trials)
     try:
-        importances = optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+        found = optuna.importance.get_param_importances(
+            study, evaluator=FanovaImportanceEvaluator(n_trees=trees, seed=seed)
+        )
     except (ValueError, RuntimeError) as exc:
-        return {}, f"fANOVA could not run: {exc}", {}
-    importances = {k: float(v) for k, v in importances.items() if math.isfinite(v)}
-    if not importances:
-        return {}, "no parameter took more than one value in every completed trial", {}
-    note = f"fANOVA over {len(complete)} completed trials (trials stopped early are not used)"
-    return importances, note, best_ranges(complete, list(importances), mode)
+        return {}, f"fANOVA could not run: {exc}"
+    found = {k: float(v) for k, v in found.items() if math.isfinite(v)}
+    return (found, "") if found else ({}, "no parameter took more than one value in every completed trial")
+
+
+def _bootstrap_spread(trials: list, direction, names: list[str]) -> dict[str, float]:
+    """Standard deviation of each importance over resamples of the trials (with replacement)."""
+    rng = np.random.default_rng(0)
+    draws: dict[str, list[float]] = {name: [] for name in names}
+    for seed in range(BOOTSTRAP_RESAMPLES):
+        sample = [trials[i] for i in rng.integers(0, len(trials), len(trials))]
+        found, _ = _fanova(sample, direction, seed=seed, trees=16)
+        for name in names:
+            draws[name].append(found.get(name, 0.0))
+    return {name: float(np.std(values)) for name, values in draws.items()}
+
+
+def _caveat(values: dict[str, float], spread: dict[str, float], trials: int) -> str:
+    """Why the ranking is not yet advice: too few trials for the parameters (fANOVA fits a random
+    forest over them; like any regression it needs about ten points per dimension), or a ranking
+    that its own resamples do not reproduce (the top two within one standard deviation)."""
+    needed = TRIALS_PER_PARAMETER * len(values)
+    reasons = []
+    if trials < needed:
+        reasons.append(f"{trials} completed trials for {len(values)} parameters (about {needed} are needed)")
+    ranked = list(values)
+    if len(ranked) > 1 and values[ranked[0]] - values[ranked[1]] < spread[ranked[0]] + spread[ranked[1]]:
+        reasons.append(f"{ranked[0]} and {ranked[1]} swap places across resamples of the trials")
+    return "; ".join(reasons)

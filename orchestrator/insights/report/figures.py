@@ -19,28 +19,11 @@ def transferred_fraction(row: TrialRow) -> float | None:
 def draw_figures(report: Report) -> dict[str, bytes]:
     rows = report.trials
     figures: dict[str, bytes] = {}
-    lines: dict[str, dict[float, float]] = {}
-    others = []
-    for row in rows:
-        x = transferred_fraction(row)
-        if x is None or row.val_acc is None:
-            continue
-        if row.outcome == "completed":
-            backbone = row.params.get("backbone", "")
-            depth = f" (L={int(row.body_groups)})"
-            line = lines.setdefault(f"{backbone}{depth} / {row.params.get('unfreeze', 'frozen')}", {})
-            line[x] = max(line.get(x, -math.inf), row.val_acc)
-        else:
-            others.append((x, row.val_acc))
-    if lines or others:
-        figures["transfer_curve.png"] = plots.transfer_curve(
-            {k: sorted(v.items()) for k, v in lines.items()},
-            others,
-            xlabel="share of body layer groups transferred (k / L)",
-            ylabel=ACCURACY,
-        )
-    if report.importances:
-        figures["importances.png"] = plots.importances(report.importances)
+    curve = _transfer_curve(rows)
+    if curve is not None:
+        figures["transfer_curve.png"] = curve
+    if report.importances.values:
+        figures["importances.png"] = plots.importances(report.importances.values, report.importances.spread)
     curves = [r for r in rows if r.curve]
     if curves:
         figures["learning_curves.png"] = plots.learning_curves(
@@ -54,8 +37,10 @@ def draw_figures(report: Report) -> dict[str, bytes]:
     if best is not None and best.drift:
         k = best.transferred_groups
         figures["drift.png"] = plots.drift(best.drift, {name: _group_kind(name, k) for name in best.drift})
+    # Parameters and MACs follow from the architecture: a front on them is real. Latency measured inside
+    # trials that share a machine moves by tens of percent between trials, so it is not a front's axis.
     panels = {}
-    for key, label in (("total_params", "parameters"), ("latency_ms", "latency per image (ms)")):
+    for key, label in (("total_params", "parameters"), ("macs", "multiply-accumulates per image")):
         points = [(getattr(r, key), r.val_acc) for r in rows if getattr(r, key) is not None and r.val_acc is not None]
         if points:
             panels[label] = (points, pareto_front([p[0] for p in points], [p[1] for p in points]))
@@ -71,6 +56,31 @@ def draw_figures(report: Report) -> dict[str, bytes]:
             + (f" (Spearman rho = {p.spearman:.2f})" if p.spearman is not None else ""),
         )
     return figures
+
+
+def _transfer_curve(rows: list[TrialRow]) -> bytes | None:
+    """Best val_acc against the share of body groups transferred: a line per backbone and schedule
+    (completed trials), hollow points of the backbone's colour for the trials stopped early."""
+    lines: dict[tuple[str, str], dict[float, float]] = {}
+    stopped: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        x = transferred_fraction(row)
+        if x is None or row.val_acc is None:
+            continue
+        backbone = f"{row.params.get('backbone', '')} (L={int(row.body_groups)})"
+        if row.outcome == "completed":
+            line = lines.setdefault((backbone, row.params.get("unfreeze", "frozen")), {})
+            line[x] = max(line.get(x, -math.inf), row.val_acc)
+        else:
+            stopped.setdefault(backbone, []).append((x, row.val_acc))
+    if not lines and not stopped:
+        return None
+    return plots.transfer_curve(
+        {key: sorted(points.items()) for key, points in lines.items()},
+        stopped,
+        xlabel="share of the backbone's body layer groups transferred (k / L)",
+        ylabel=ACCURACY,
+    )
 
 
 def _best_row(report: Report) -> TrialRow | None:

@@ -39,7 +39,8 @@ def build_report(
     sweep_id = parent.data.tags[SWEEP_ID]
     rows = gather_trials(client, parent, metric, mode)
     best_run_id = best_run_id or parent.data.tags.get("best.run_id") or (rows[0].run_id if rows else None)
-    importances, note, ranges = study_importances(optuna_url, sweep_id, mode)
+    conditions = {name: _condition_text(param.when) for name, param in spec.searched.items() if param.when}
+    importances, ranges = study_importances(optuna_url, sweep_id, mode, conditions)
     report = Report(
         experiment=spec.experiment,
         sweep_id=sweep_id,
@@ -52,7 +53,6 @@ def build_report(
         best_run_id=best_run_id,
         rungs=asha_rungs(es.grace_period, es.reduction_factor, es.max_epochs) if es.scheduler == "asha" else [],
         importances=importances,
-        importance_note=note,
         best_ranges=ranges,
         spent_epochs=sum(r.epochs for r in rows),
         full_epochs=len(rows) * es.max_epochs,
@@ -154,3 +154,7 @@ def _prediction(client: MlflowClient, parent: Run, rows: list[TrialRow]) -> Pred
 
 
 # -- HTML -----------------------------------------------------------------------------------
+
+
+def _condition_text(when: dict) -> str:
+    return " and ".join(f"{k}={'/'.join(map(str, v)) if isinstance(v, list) else v}" for k, v in when.items())

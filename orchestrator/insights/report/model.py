@@ -5,17 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 ACCURACY = "val_acc"  # the transfer curve, trade-off and predicted-vs-achieved plot accuracy
-
-
 LEADERBOARD_ROWS = 20  # in the HTML; the terminal shows the first TERMINAL_ROWS
-
-
 TERMINAL_ROWS = 5
-
-
 TOP_CURVES = 5
-
-
 TOP_FRACTION = 0.25  # "best range" of a parameter: the range spanned by the top quartile of completed trials
 
 
@@ -40,6 +32,11 @@ class TrialRow:
     body_groups: float | None = None  # L, the backbone's body layer groups
     drift: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def baseline(self) -> bool:
+        """One of the spec's baselines (reference points, run to max_epochs)."""
+        return self.params.get("baseline") not in (None, "", "None")
+
 
 @dataclass(frozen=True)
 class ValueRange:
@@ -53,6 +50,19 @@ class ValueRange:
         if self.values:
             return ", ".join(self.values)
         return num(self.low) if self.low == self.high else f"{num(self.low)} .. {num(self.high)}"
+
+
+@dataclass
+class Importances:
+    """fANOVA importances over the completed trials, how far to trust them, and the conditional
+    parameters' importances within the trials that searched them."""
+
+    values: dict[str, float] = field(default_factory=dict)  # most important first
+    spread: dict[str, float] = field(default_factory=dict)  # standard deviation over bootstrap resamples
+    trials: int = 0  # completed trials they rest on
+    caveat: str = ""  # why not to read them as advice yet ("" when they hold up)
+    note: str = ""  # why there are none
+    within: dict[str, tuple[str, float, int]] = field(default_factory=dict)  # param -> (condition, value, trials)
 
 
 @dataclass
@@ -78,8 +88,7 @@ class Report:
     trials: list[TrialRow]  # ranked, best first
     best_run_id: str | None
     rungs: list[int]
-    importances: dict[str, float]
-    importance_note: str
+    importances: Importances
     best_ranges: dict[str, ValueRange]
     spent_epochs: int
     full_epochs: int

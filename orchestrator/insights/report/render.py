@@ -40,8 +40,15 @@ def report_data(report: Report) -> dict:
         "objective": {"metric": report.metric, "mode": report.mode},
         "best_run_id": report.best_run_id,
         "leaderboard": [{k: v for k, v in asdict(r).items() if k not in ("curve", "drift")} for r in report.trials],
-        "importances": report.importances,
-        "importance_note": report.importance_note,
+        "importances": report.importances.values,
+        "importance_spread": report.importances.spread,
+        "importance_trials": report.importances.trials,
+        "importance_caveat": report.importances.caveat,
+        "importance_note": report.importances.note,
+        "conditional_importances": {
+            name: {"when": when, "importance": value, "trials": n}
+            for name, (when, value, n) in report.importances.within.items()
+        },
         "best_ranges": {k: str(v) for k, v in report.best_ranges.items()},
         "compute": {"spent_epochs": report.spent_epochs, "full_epochs": report.full_epochs, "rungs": report.rungs},
         "prediction": asdict(report.prediction) if report.prediction else None,
@@ -53,14 +60,17 @@ def terminal_summary(report: Report, rows: int = TERMINAL_ROWS) -> str:
     for i, row in enumerate(report.trials[:rows]):
         head = "  top trials:      " if i == 0 else " " * 19
         lines.append(f"{head}{_row_line(i + 1, row, report)}")
-    if report.importances:
+    imp = report.importances
+    if imp.values:
         parts = [
             f"{name} {value:.2f}" + (f" (best {report.best_ranges[name]})" if name in report.best_ranges else "")
-            for name, value in list(report.importances.items())[:4]
+            for name, value in list(imp.values.items())[:4]
         ]
-        lines.append(f"  importances:     {', '.join(parts)}")
+        lines.append(f"  importances:     {', '.join(parts)}  [{imp.trials} completed trials]")
+        if imp.caveat:
+            lines.append(f"                   not yet advice: {imp.caveat}")
     else:
-        lines.append(f"  importances:     none: {report.importance_note}")
+        lines.append(f"  importances:     none: {imp.note}")
     lines.append(f"  compute:         {_compute_line(report)}")
     if report.prediction:
         p = report.prediction
@@ -72,7 +82,7 @@ def terminal_summary(report: Report, rows: int = TERMINAL_ROWS) -> str:
 
 def _row_line(rank: int, row: TrialRow, report: Report) -> str:
     config = " ".join(f"{k}={num(row.params[k])}" for k in report.searched if k in row.params)
-    star = "*" if row.run_id == report.best_run_id else " "
+    star = "*" if row.run_id == report.best_run_id else ("b" if row.baseline else " ")
     scores = f"{ACCURACY}={num(row.val_acc)} val_f1={num(row.val_f1)}"
     if report.metric not in (ACCURACY, "val_f1"):
         scores = f"{report.metric}={num(row.best)} " + scores
@@ -89,9 +99,12 @@ def _compute_line(report: Report) -> str:
 
 
 STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1180px;padding:0 1em;color:#222}
+.wide{overflow-x:auto}table{border-collapse:collapse;font-size:12px}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}
 th{background:#f3f3f3}td.l,th.l{text-align:left}img{max-width:100%}.note{color:#666}
+.tag{font-size:10px;border-radius:3px;padding:0 3px;margin-left:4px;color:#fff}
+.best{background:#2a7}.baseline{background:#888}.caveat{background:#fff4d6;padding:.4em .7em;border-radius:4px}
 """
 
 
@@ -102,13 +115,17 @@ def render_html(report: Report) -> str:
         f"<style>{STYLE}</style></head><body>",
         f"<h1>Sweep {e(report.sweep_id)} of experiment {e(report.experiment)}</h1>",
         f"<p>{len(report.trials)} trials; objective {e(report.metric)} ({e(report.mode)}); "
-        f"MLflow parent run <code>{e(report.parent_run_id)}</code>. * marks the registered best trial "
-        "(the best completed trial by its final value).</p>",
+        f"MLflow parent run <code>{e(report.parent_run_id)}</code>. <span class='tag best'>best</span> marks the "
+        "registered best trial (the best completed trial by its final value), <span class='tag baseline'>"
+        "baseline</span> the spec's baselines (reference points, run to max_epochs). Each row shows the trial "
+        "at its best epoch.</p>",
         "<h2>Leaderboard</h2>",
         _leaderboard_html(report),
         "<h2>Transfer curve</h2>",
-        f"<p class='note'>Best {ACCURACY} of each completed trial against the layers it transferred, one line "
-        "per backbone and unfreeze schedule (Yosinski et al., 2014); trials ASHA stopped early are hollow.</p>",
+        f"<p class='note'>Best {ACCURACY} of each completed trial against the share of its backbone's body layer "
+        "groups it transferred (k of L, as the trial reported them), one colour per backbone and one line style "
+        "per unfreeze schedule (Yosinski et al., 2014); the trials ASHA stopped early are hollow points of their "
+        "backbone's colour.</p>",
         _figure_html(report, "transfer_curve.png"),
         "<h2>Hyperparameter importances</h2>",
         _importances_html(report),
@@ -120,6 +137,10 @@ def render_html(report: Report) -> str:
         "epoch: from the pretrained weights for transferred groups, from initialisation for the others.</p>",
         _figure_html(report, "drift.png"),
         "<h2>Accuracy against cost</h2>",
+        "<p class='note'>Against parameters and multiply-accumulates per image, which follow from the architecture; "
+        "the outlined points are the Pareto front. Latency is in the leaderboard, not here: each trial measures it "
+        "once, on its own device, as the median of timed runs after a warm-up (torch.utils.benchmark), but trials "
+        "that share a machine slow each other down, so the same architecture reads tens of percent apart.</p>",
         _figure_html(report, "tradeoff.png"),
     ]
     if report.prediction is not None:
@@ -131,34 +152,60 @@ def render_html(report: Report) -> str:
 def _leaderboard_html(report: Report) -> str:
     e = html.escape
     extra = [report.metric] if report.metric not in (ACCURACY, "val_f1") else []
-    head = ["#", "trial", *report.searched, *extra, ACCURACY, "val_f1", "best epoch", "params", "latency ms", "outcome"]
+    head = ["#", "trial", *report.searched, *extra, ACCURACY, "val_f1", "epoch", "params", "latency ms", "outcome"]
     body = []
     for i, r in enumerate(report.trials[:LEADERBOARD_ROWS]):
-        star = "*" if r.run_id == report.best_run_id else ""
-        cells = [f"<td>{i + 1}{star}</td>", f"<td class='l'>{e(r.trial_id)}</td>"]
+        tags = "<span class='tag best'>best</span>" if r.run_id == report.best_run_id else ""
+        tags += "<span class='tag baseline'>baseline</span>" if r.baseline else ""
+        cells = [f"<td>{i + 1}</td>", f"<td class='l'>{e(r.trial_id)}{tags}</td>"]
         cells += [f"<td class='l'>{e(num(r.params.get(k)))}</td>" for k in report.searched]
         values = [r.best] if extra else []
-        values += [r.val_acc, r.val_f1, r.best_epoch, r.total_params, r.latency_ms]
+        values += [r.val_acc, r.val_f1, f"{r.best_epoch}/{r.epochs}" if r.best_epoch else None]
+        values += [_short(r.total_params), r.latency_ms]
         cells += [f"<td>{e(num(v))}</td>" for v in values] + [f"<td class='l'>{e(r.outcome)}</td>"]
         body.append(f"<tr>{''.join(cells)}</tr>")
     header = "".join(f"<th class='l'>{e(h)}</th>" if h in report.searched else f"<th>{e(h)}</th>" for h in head)
     cut = len(report.trials) > LEADERBOARD_ROWS
     note = f"<p class='note'>Top {LEADERBOARD_ROWS} of {len(report.trials)}.</p>" if cut else ""
-    return f"<table><tr>{header}</tr>{''.join(body)}</table>{note}"
+    return f"<div class='wide'><table><tr>{header}</tr>{''.join(body)}</table></div>{note}"
+
+
+def _short(count: float | None) -> str | None:
+    """A parameter count as 1.2M / 35k: the leaderboard compares orders of magnitude."""
+    if count is None:
+        return None
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.3g}{unit}"
+    return str(int(count))
 
 
 def _importances_html(report: Report) -> str:
-    e = html.escape
-    if not report.importances:
-        return f"<p>No importances: {e(report.importance_note)}.</p>"
+    e, imp = html.escape, report.importances
+    if not imp.values:
+        return f"<p>No importances: {e(imp.note)}.</p>"
     rows = "".join(
-        f"<tr><td class='l'>{e(k)}</td><td>{v:.3f}</td><td class='l'>{e(str(report.best_ranges.get(k, '-')))}</td></tr>"
-        for k, v in report.importances.items()
+        f"<tr><td class='l'>{e(k)}</td><td>{v:.3f}</td><td>± {imp.spread.get(k, 0.0):.3f}</td>"
+        f"<td class='l'>{e(str(report.best_ranges.get(k, '-')))}</td></tr>"
+        for k, v in imp.values.items()
+    )
+    within = "".join(
+        f"<tr><td class='l'>{e(name)}</td><td>{value:.3f}</td><td class='l'>within {e(when)} ({n} trials)</td></tr>"
+        for name, (when, value, n) in imp.within.items()
+    )
+    caveat = f"<p class='caveat'>Not yet advice: {e(imp.caveat)}.</p>" if imp.caveat else ""
+    conditional = (
+        "<p class='note'>Conditional parameters, among the completed trials that searched them:</p>"
+        f"<table><tr><th class='l'>parameter</th><th>importance</th><th class='l'>among</th></tr>{within}</table>"
+        if within
+        else ""
     )
     return (
-        f"<p class='note'>{e(report.importance_note)}. Best range: the values spanned by the top quartile "
-        f"of completed trials.</p><table><tr><th class='l'>parameter</th><th>importance</th>"
-        f"<th class='l'>best range</th></tr>{rows}</table>" + _figure_html(report, "importances.png")
+        f"{caveat}<p class='note'>fANOVA over the {imp.trials} completed trials (trials stopped early are not "
+        "used), on the parameters all of them have; ± is the standard deviation over resamples of those trials. "
+        "Best range: the values the top quartile of completed trials used.</p>"
+        "<table><tr><th class='l'>parameter</th><th>importance</th><th>spread</th><th class='l'>best range</th></tr>"
+        f"{rows}</table>{conditional}" + _figure_html(report, "importances.png")
     )
 
 

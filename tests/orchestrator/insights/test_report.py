@@ -23,6 +23,7 @@ from orchestrator.insights import (
     render_html,
 )
 from orchestrator.insights.report.analysis import study_importances
+from orchestrator.insights.report.model import Importances
 from tests.orchestrator.spec.test_loading import GOOD
 
 
@@ -103,10 +104,14 @@ def test_importances_explain_why_they_are_missing():
         study = optuna.create_study(study_name=name, storage=url, direction="maximize")
         for trial in _study(trials).get_trials():
             study.add_trial(trial)
-    assert study_importances(url, "nope", "max")[1] == "the Optuna study 'nope' was not found"
-    assert "at least 2 completed trials; this sweep has 0" in study_importances(url, "none", "max")[1]
-    assert "at least 2 completed trials; this sweep has 1" in study_importances(url, "one", "max")[1]
-    assert "scored the same" in study_importances(url, "same", "max")[1]
+
+    def note(name):
+        return study_importances(url, name, "max", {})[0].note
+
+    assert note("nope") == "the Optuna study 'nope' was not found"
+    assert "at least 2 completed trials; this sweep has 0" in note("none")
+    assert "at least 2 completed trials; this sweep has 1" in note("one")
+    assert "scored the same" in note("same")
 
 
 def test_importances_rank_the_parameter_that_drives_the_value():
@@ -117,11 +122,36 @@ def test_importances_rank_the_parameter_that_drives_the_value():
         [(float(lr), str(rng.choice(["frozen", "full"])), float(np.log10(lr))) for lr in 10 ** rng.uniform(-4, -1, 16)]
     ).get_trials():
         study.add_trial(trial)
-    importances, note, ranges = study_importances(url, "s", "max")
-    assert list(importances)[0] == "lr" and importances["lr"] > 0.8
-    assert sum(importances.values()) == pytest.approx(1.0)
-    assert "16 completed trials" in note
-    assert set(ranges) == set(importances)
+    found, ranges = study_importances(url, "s", "max", {})
+    assert list(found.values)[0] == "lr" and found.values["lr"] > 0.8
+    assert sum(found.values.values()) == pytest.approx(1.0)
+    assert found.trials == 16 and set(found.spread) == set(found.values)
+    assert set(ranges) == set(found.values)
+    # 16 trials for 2 parameters: fewer than the ten per parameter a forest needs, so the page says so
+    assert "16 completed trials for 2 parameters" in found.caveat
+
+
+def test_a_conditional_parameter_gets_its_importance_within_the_trials_that_searched_it():
+    url = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="c", storage=url, direction="maximize")
+    rng = np.random.default_rng(1)
+    lr_dist = FloatDistribution(1e-4, 1e-1, log=True)
+    for _ in range(30):
+        lr, every = float(10 ** rng.uniform(-4, -1)), int(rng.integers(1, 4))
+        gradual = bool(rng.integers(0, 2))
+        params = {"lr": lr, "unfreeze": "gradual" if gradual else "full"}
+        distributions = {"lr": lr_dist, "unfreeze": CategoricalDistribution(["full", "gradual"])}
+        if gradual:
+            params["unfreeze_every"] = every
+            distributions["unfreeze_every"] = optuna.distributions.IntDistribution(1, 3)
+        value = every / 3 if gradual else 0.5  # among gradual trials, unfreeze_every drives the value
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
+    found, _ = study_importances(url, "c", "max", {"unfreeze_every": "unfreeze=gradual"})
+    assert "unfreeze_every" not in found.values  # not every trial has it
+    when, value, trials = found.within["unfreeze_every"]
+    assert (
+        when == "unfreeze=gradual" and value > 0.5 and trials == sum("unfreeze_every" in t.params for t in study.trials)
+    )
 
 
 def _row(trial_id, backbone, acc):
@@ -153,8 +183,7 @@ def _report(rows, **kwargs):
         trials=rows,
         best_run_id=rows[0].run_id,
         rungs=[1, 2],
-        importances={},
-        importance_note="importances need at least 2 completed trials; this sweep has 1",
+        importances=Importances(trials=1, note="importances need at least 2 completed trials; this sweep has 1"),
         best_ranges={},
         spent_epochs=4,
         full_epochs=4,
