@@ -43,13 +43,20 @@ def check_reachable(tracking_uri: str, after: str = "Nothing was started.") -> N
         ) from None
 
 
+# MLflow 3's UI opens an experiment of unknown kind on its GenAI overview (traces); this kind opens
+# the runs table, where a sweep's parent and child runs are.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
 def experiment_id(client: MlflowClient, name: str) -> str:
     """The experiment's id, creating it if needed (with artifacts beside a local SQLite store, not in ./mlruns)."""
     found = client.get_experiment_by_name(name)
     if found is not None:
+        if not set(EXPERIMENT_KIND) & set(found.tags):
+            client.set_experiment_tag(found.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return found.experiment_id
     location = Path("mlartifacts").resolve().as_uri() if client.tracking_uri.startswith("sqlite:") else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
 def parent_runs(client: MlflowClient, experiment: str, sweep_id: str) -> list[Run]:
