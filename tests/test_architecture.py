@@ -121,3 +121,16 @@ def test_each_package_says_its_job_and_names_its_public_face(package):
     assert ast.get_docstring(init), f"{package}: no docstring saying its job"
     if package.parent.name == "orchestrator" or package.name == "feature_cache":
         assert any(isinstance(n, ast.Assign) and n.targets[0].id == "__all__" for n in init.body), package
+
+
+def test_the_installed_package_holds_every_subpackage():
+    """pyproject's package list must reach orchestrator.run, trainables.feature_cache... (an install from
+    a wheel, as the Docker image does, would otherwise lack them; an editable install would hide it)."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packaged = set(find_packages(str(REPO), include=include))
+    expected = {_module(p) for p in SOURCES if p.name == "__init__.py"}
+    assert packaged == expected

@@ -1,0 +1,102 @@
+"""What the commands print: where a sweep's results are (with the link to open), how it ended,
+the backbone ranking and the list of sweeps."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit, urlunsplit
+
+from orchestrator.uris import redact
+
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def mlflow_links(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> list[str]:
+    """Lines saying where to see a run in MLflow's UI: its address on a server; for a local SQLite
+    store, the command that starts the UI and the address to open then."""
+    page = f"/#/experiments/{experiment_id}/runs/{run_id}" if experiment_id and run_id else ""
+    parts = urlsplit(tracking_uri)
+    if parts.scheme in ("http", "https"):
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host  # no credentials in a printed link
+        base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        return [f"MLflow UI:  {base}{page}"]
+    if parts.scheme == "sqlite":
+        return [
+            f"MLflow UI:  mlflow ui --backend-store-uri {tracking_uri}",
+            f"            then open {LOCAL_UI}{page}",
+        ]
+    return [f"MLflow:     {redact(tracking_uri)}  run {run_id}"]
+
+
+def format_start(sweep_id: str, experiment: str, resumed: bool, done: int, total: int, links: list[str]) -> str:
+    how = f"Resuming sweep {sweep_id} ({done} of {total} trials done)" if resumed else f"Starting sweep {sweep_id}"
+    return "\n".join([f"{how} of experiment {experiment!r}", *(f"  {line}" for line in links)])
+
+
+def format_summary(s, links: list[str]) -> str:
+    outcomes = ", ".join(f"{n} {k}" for k, n in sorted(s.outcomes.items())) or "none"
+    lines = [
+        "",
+        f"Sweep {s.sweep_id} of experiment {s.experiment!r} {'resumed and ' if s.resumed else ''}finished "
+        f"in {s.wall_time_s:.0f} s",
+        f"  trials:          {sum(s.outcomes.values())} ({outcomes})",
+    ]
+    if s.best_trial_id:
+        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.best_metrics.items())
+        config = json.dumps({k: v for k, v in sorted(s.best_config.items())}, default=str)
+        lines += [f"  best trial:      {s.best_trial_id}  ({metrics})", f"  best config:     {config}"]
+    else:
+        lines.append("  best trial:      none reached max_epochs, so no model was registered")
+    registered = f"  registered as {s.registered_model!r} version {s.model_version}" if s.model_version else ""
+    lines += [
+        f"  model:           {s.model_uri or '-'}{registered}",
+        f"  MLflow:          {redact(s.tracking_uri)}  experiment {s.experiment!r}, parent run {s.parent_run_id}",
+        f"  Optuna storage:  {s.optuna_storage}  (study {s.sweep_id!r}; optuna-dashboard {s.optuna_storage})",
+        f"  Ray results:     {s.ray_path}",
+        *(f"  {line}" for line in links),
+    ]
+    if s.report:
+        lines.append(s.report)
+    return "\n".join(lines)
+
+
+def format_rank(r) -> str:
+    width = max(len("backbone"), *(len(s.backbone) for s in r.scores))
+    lines = [
+        "",
+        f"Transferability to {r.num_classes} classes ({r.train_images} training images), "
+        f"from {r.weights} weights, best first (higher is better):",
+        f"  {'backbone':<{width}}  {'LogME':>8}  {'LEEP':>8}  {'dim':>5}  {'seconds':>7}",
+    ]
+    for s in r.scores:
+        leep = f"{s.leep:8.3f}" if s.leep is not None else f"{'-':>8}"
+        lines.append(f"  {s.backbone:<{width}}  {s.logme:8.3f}  {leep}  {s.feature_dim:>5}  {s.seconds:7.2f}")
+    lines += [f"  LEEP of {s.backbone} is undefined: {s.leep_note}" for s in r.scores if s.leep is None]
+    lines.append(f"Ranked in {r.wall_time_s:.0f} s")
+    lines.append(f"  MLflow:  {redact(r.tracking_uri)}  experiment {r.experiment!r}, run {r.run_id} ('rank')")
+    return "\n".join(lines)
+
+
+def format_sweeps(rows) -> str:
+    """`orchestrator list`: one line per sweep, the current sweep of each experiment marked *."""
+    if not rows:
+        return "No sweeps."
+    header = ("experiment", "sweep", "state", "trials", "best", "epochs run", "")
+    table = [header]
+    for row in rows:
+        best = f"{row.objective.split(' ')[0]} {row.best:.4g}" if row.best is not None else "-"
+        table.append(
+            (
+                row.experiment,
+                f"{row.sweep_id}{' *' if row.current else ''}",
+                row.state,
+                f"{row.ended}/{row.asked}",
+                best,
+                str(row.epochs) if row.epochs is not None else "-",
+                f"({row.holder})" if row.holder else "",
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in table]
+    return "\n".join([*lines, "* the experiment's current sweep (the one `orchestrator sweep SPEC` resumes)"])

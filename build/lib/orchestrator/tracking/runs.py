@@ -1,0 +1,212 @@
+"""MLflow on the driver: one parent run per sweep, one child run per trial.
+
+Workers never talk to MLflow. `MLflowLiveLogger` (a Tune callback) opens a trial's child run
+when the trial starts, logs its results as they arrive (batched), and closes the run with its
+outcome and end time the moment the trial ends. The end-of-sweep pass replays Ray's own records
+through the same `SweepRuns`, so MLflow ends up complete and correct even if live logging missed
+something. Runs are found again by tag, never duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from ray.tune.utils import flatten_dict
+
+from orchestrator.outcomes import finite
+from orchestrator.tracking.schema import (
+    NODE_ID,
+    OPTUNA_TRIAL,
+    OUTCOME,
+    PARENT,
+    ROLE,
+    SWEEP_ID,
+    TRIAL_ID,
+    metrics_of,
+    run_status,
+)
+from orchestrator.tracking.store import experiment_id, parent_runs
+from orchestrator.uris import redact
+
+logger = logging.getLogger(__name__)
+
+
+# Redacted tracking URI -> the URI with its credentials, for this driver process (see SweepRuns.__getstate__).
+_CREDENTIALED_URIS: dict[str, str] = {}
+
+
+@dataclass
+class SweepRuns:
+    """Finds or creates the sweep's MLflow runs and writes to them."""
+
+    tracking_uri: str
+    experiment: str
+    sweep_id: str
+    max_epochs: int
+    metric: str
+    mode: str = "max"
+    parent_run_id: str | None = None
+    experiment_id: str | None = None
+    _children: dict[str, str] = field(default_factory=dict)
+    _logged: dict[str, dict[int, float | None]] = field(default_factory=dict)  # trial -> epoch -> objective
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(self.tracking_uri)
+
+    def __post_init__(self) -> None:
+        _CREDENTIALED_URIS[redact(self.tracking_uri)] = self.tracking_uri
+        # MLflow prints two links per finished run on a server: noise among the trial lines, and
+        # the links repeat any credentials in the URI.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+    def __getstate__(self) -> dict:
+        # Pickled into Tune's experiment state on `storage`: caches are rebuilt, and a password in
+        # the URI (from MLFLOW_TRACKING_URI) stays out; the resuming driver knows it again.
+        return {**self.__dict__, "_children": {}, "_logged": {}, "tracking_uri": redact(self.tracking_uri)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.tracking_uri = _CREDENTIALED_URIS.get(self.tracking_uri, self.tracking_uri)
+
+    # -- parent ---------------------------------------------------------------------------
+    def start_parent(self, *, spec_text: str, spec_hash: str, tags: dict[str, str]) -> str:
+        client = self.client
+        self.experiment_id = experiment_id(client, self.experiment)
+        found = parent_runs(client, self.experiment, self.sweep_id)
+        if found:
+            self.parent_run_id = found[0].info.run_id
+            client.update_run(self.parent_run_id, status="RUNNING")
+            if tags:
+                client.log_batch(self.parent_run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+            return self.parent_run_id
+        run = client.create_run(
+            self.experiment_id,
+            run_name=self.sweep_id,
+            tags={ROLE: "sweep", SWEEP_ID: self.sweep_id, "orchestrator.spec_hash": spec_hash, **tags},
+        )
+        self.parent_run_id = run.info.run_id
+        client.log_text(self.parent_run_id, spec_text, "spec.yaml")
+        return self.parent_run_id
+
+    def finish_parent(self, tags: dict[str, str], metrics: dict[str, float], status: str = "FINISHED") -> None:
+        client = self.client
+        now = int(time.time() * 1000)
+        client.log_batch(
+            self.parent_run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if finite(v)],
+            tags=[RunTag(k, str(v)) for k, v in tags.items()],
+        )
+        client.set_terminated(self.parent_run_id, status)
+
+    # -- children -------------------------------------------------------------------------
+    def find_child(self, trial_id: str) -> str | None:
+        """The trial's child run id, if it has one (creating nothing)."""
+        found = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{TRIAL_ID}` = '{trial_id}' and tags.`{PARENT}` = '{self.parent_run_id}'",
+            max_results=1,
+        )
+        return found[0].info.run_id if found else None
+
+    def child(self, trial_id: str, trial_name: str, config: dict, optuna_number: int | None = None) -> str:
+        """The child run for a trial, created on first sight with its params. A run someone deleted
+        is restored rather than replaced, so the Optuna trial that names it still does."""
+        if trial_id in self._children:
+            return self._children[trial_id]
+        client = self.client
+        found = client.search_runs(
+            [self.experiment_id],
+            f"tags.`{TRIAL_ID}` = '{trial_id}' and tags.`{PARENT}` = '{self.parent_run_id}'",
+            run_view_type=ViewType.ALL,
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+            if found[0].info.lifecycle_stage == "deleted":
+                client.restore_run(run_id)
+            self._logged[trial_id] = {m.step: m.value for m in client.get_metric_history(run_id, self.metric)}
+        else:
+            tags = {PARENT: self.parent_run_id, ROLE: "trial", TRIAL_ID: trial_id, SWEEP_ID: self.sweep_id}
+            if optuna_number is not None:
+                tags[OPTUNA_TRIAL] = str(optuna_number)
+            run_id = client.create_run(self.experiment_id, run_name=trial_name, tags=tags).info.run_id
+            params = [Param(k, str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in flatten_dict(config, delimiter=".").items()]
+            client.log_batch(run_id, params=params)
+            self._logged[trial_id] = {}
+        self._children[trial_id] = run_id
+        return run_id
+
+    def reopen(self, trial_id: str) -> None:
+        """Mark a trial's run RUNNING again: the trial (re)started, e.g. in a resumed sweep."""
+        run_id = self._children[trial_id]
+        if self.client.get_run(run_id).info.status != "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+
+    def log_epochs(self, trial_id: str, results: list[dict]) -> None:
+        """Log per-epoch results (step=epoch), skipping epochs this run already has, wherever they fall."""
+        run_id = self._children[trial_id]
+        logged = self._logged.setdefault(trial_id, {})
+        metrics: list[Metric] = []
+        new: dict[int, float | None] = {}
+        node = None
+        for result in results:
+            epoch = int(result.get("epoch", 0))
+            node = result.get("node_id") or node
+            if epoch not in logged and epoch not in new:
+                stamp = int(result.get("timestamp", time.time()) * 1000)
+                metrics += metrics_of(result, epoch, stamp)
+                value = result.get(self.metric)
+                new[epoch] = float(value) if finite(value) else None
+        tags = [RunTag(NODE_ID, str(node))] if isinstance(node, str) else []  # the node of the latest epoch
+        if metrics or tags:
+            self.client.log_batch(run_id, metrics=metrics, tags=tags)  # MLflow splits it into its own batches
+        logged.update(new)
+
+    def objective(self, trial_id: str) -> dict[int, float | None]:
+        """The objective per epoch as this run holds it (None where it was not a finite number)."""
+        return self._logged.get(trial_id, {})
+
+    def finish_child(
+        self, trial_id: str, outcome: str, *, last_epoch: int, error: str = "", end_time_ms: int | None = None
+    ) -> None:
+        """Tag the run with how the trial ended and close it (at `end_time_ms`, else now)."""
+        run_id = self._children[trial_id]
+        tags = {OUTCOME: outcome, "stopped_at_epoch": str(last_epoch)}
+        if error:
+            tags["error"] = error[-4000:]
+        scores = [v for v in self.objective(trial_id).values() if v is not None]
+        best = (max if self.mode == "max" else min)(scores) if scores else None
+        metrics = [Metric(f"best_{self.metric}", best, int(time.time() * 1000), 0)] if best is not None else []
+        client = self.client
+        client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
+        run = client.get_run(run_id).info
+        status = run_status(outcome)
+        if run.status != status or (end_time_ms is not None and run.end_time != end_time_ms):
+            client.set_terminated(run_id, status, end_time=end_time_ms)
+
+    def log_summary_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+    def remove_orphans(self, known_trial_ids: set[str]) -> int:
+        """Soft-delete child runs of trials that Ray no longer knows.
+
+        Ray snapshots its experiment state periodically, so a trial started just before the
+        driver died may be missing after a restore; Ray then runs a new trial in its place.
+        Deleting the orphan (MLflow keeps deleted runs restorable) leaves one run per trial.
+        """
+        runs = self.client.search_runs([self.experiment_id], f"tags.`{PARENT}` = '{self.parent_run_id}'")
+        orphans = [run for run in runs if run.data.tags.get(TRIAL_ID) not in known_trial_ids]
+        for run in orphans:
+            if run.info.status == RunStatus.to_string(RunStatus.RUNNING):
+                self.client.set_terminated(run.info.run_id, "KILLED")
+            self.client.set_tag(run.info.run_id, OUTCOME, "orphaned")
+            self.client.delete_run(run.info.run_id)
+        return len(orphans)

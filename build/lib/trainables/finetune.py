@@ -1,0 +1,183 @@
+"""The per-trial fine-tuning recipe, run by Ray Tune on a worker.
+
+Reads top to bottom: build the model and transfer weights, set up data, optimizer, schedule
+and regularisers, resume if Tune hands us a checkpoint, then train epoch by epoch and report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+
+import ray
+import torch
+from ray import tune
+from torch import nn
+
+from trainables.checkpoints import read_checkpoint, write_checkpoint
+from trainables.data import ImageSplit, TaskData
+from trainables.feature_cache import FeatureCache
+from trainables.gpu_memory import explain_out_of_memory
+from trainables.hyperparams import with_defaults
+from trainables.loop import EVAL_METRICS, evaluate, train_one_epoch
+from trainables.measure import latency_ms_per_image, multiply_accumulates, snapshot, weight_drift
+from trainables.models import create_backbone, layer_groups
+from trainables.optimization import make_optimizer, make_schedule
+from trainables.regularizers import L2SP, make_mixup
+from trainables.seeds import epoch_seed, seed_epoch
+from trainables.transfer import Freezer, frozen_group_count, resolve_transfer_layers, transfer_weights
+from trainables.transforms import data_config, eval_transform, loader, train_transform
+
+# Tune requires the objective in every result, and the objective may be any val_* metric.
+DIVERGED_VALIDATION = {f"val_{name}": float("nan") for name in EVAL_METRICS}
+
+
+def finetune(config: dict, *, task: TaskData, image_size: int | None, source_weights: dict[str, ray.ObjectRef]) -> None:
+    cfg = with_defaults(config)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with explain_out_of_memory(cfg["backbone"], cfg["batch_size"], device):  # a GPU OOM says what did not fit
+        _finetune(cfg, task, image_size, source_weights, device)
+
+
+def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights: dict, device: torch.device) -> None:
+    cpus = _trial_cpus()
+    torch.set_num_threads(cpus)
+    torch.manual_seed(cfg["seed"])
+
+    # Model: a new head for the target classes; the first k body groups from the source weights.
+    model = create_backbone(cfg["backbone"], task.num_classes, dropout=cfg["dropout"], drop_path=cfg["drop_path"])
+    groups = layer_groups(model)
+    k = 0 if cfg["weights"] == "none" else resolve_transfer_layers(cfg["transfer_layers"], len(groups.body))
+    if k:
+        transfer_weights(model, ray.get(source_weights[cfg["backbone"]]), groups, k)
+    model.to(device)
+    if cfg["channels_last"] and device.type == "cuda":
+        model.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores
+    numerics = {"precision": cfg["precision"], "channels_last": cfg["channels_last"]}  # both ignored on CPU
+    start_weights = snapshot(model)  # pretrained values of transferred groups; drift is measured from here
+
+    # Data, preprocessed as the backbone's pretrained config says.
+    data_cfg = data_config(model, image_size)
+    workers = max(0, cpus - 1)
+    val_batches = loader(task.val, eval_transform(data_cfg), batch_size=256, workers=workers)
+    augmentation = train_transform(data_cfg, cfg["augment"], hflip=cfg["hflip"])
+    # While the transferred prefix is frozen and its inputs deterministic, its outputs are computed
+    # once (and shared with other trials) instead of every epoch; see feature_cache.py.
+    features = FeatureCache(model, groups, task, data_cfg, cfg, device=device, workers=workers)
+
+    # AdamW over every parameter (so unfreezing later needs no rebuild), layer decay, warmup + cosine.
+    optimizer = make_optimizer(model, cfg)
+    scheduler = make_schedule(optimizer, cfg)
+    max_epochs = cfg["max_epochs"]
+    freezer = Freezer(model, groups)
+    mixup = make_mixup(cfg["mixup"], cfg["cutmix"], cfg["label_smoothing"], task.num_classes)
+    l2sp = L2SP(model, groups, k, cfg["l2sp"], reference=start_weights) if cfg["l2sp"] > 0 and k else None
+    cost = {
+        "macs": multiply_accumulates(model, data_cfg["input_size"], device),
+        "latency_ms": latency_ms_per_image(model, data_cfg["input_size"], device),
+    }
+
+    done, history = _restore(model, optimizer, device)
+    if done >= max_epochs:  # the driver died after the final checkpoint: tell Tune how the trial ended
+        tune.report(history[-1]["metrics"])
+        return
+    start_epoch = done + 1
+
+    for epoch in range(start_epoch, max_epochs + 1):
+        freezer.freeze_first(
+            frozen_group_count(
+                cfg["unfreeze"],
+                epoch=epoch,
+                k=k,
+                num_body_groups=len(groups.body),
+                unfreeze_every=cfg["unfreeze_every"],
+                lp_epochs=cfg["lp_epochs"],
+            )
+        )
+        scheduler.step(epoch - 1)
+        seed_epoch(cfg["seed"], epoch)
+        freezer.train()
+        started = time.perf_counter()
+        shuffle_seed = epoch_seed(cfg["seed"], epoch)
+        cached = features.epoch(freezer.num_frozen)
+        if cached is None:
+            net, eval_batches = model, val_batches
+            train_batches = loader(
+                task.train, augmentation, batch_size=cfg["batch_size"], shuffle_seed=shuffle_seed, workers=workers
+            )
+        else:  # train and evaluate only what follows the frozen prefix, on its cached outputs
+            net, eval_batches = cached.suffix, cached.val_batches()
+            train_batches = cached.train_batches(batch_size=cfg["batch_size"], shuffle_seed=shuffle_seed)
+        stats = train_one_epoch(
+            net,
+            train_batches,
+            optimizer,
+            device=device,
+            label_smoothing=cfg["label_smoothing"],
+            mixup=mixup,
+            l2sp=l2sp,
+            **numerics,
+        )
+        if not math.isfinite(stats.loss):  # stop the trial; NaN validation metrics mark it failed downstream
+            tune.report({"epoch": epoch, "train_loss": stats.loss, "diverged": 1, **DIVERGED_VALIDATION})
+            return
+        val = evaluate(net, eval_batches, device=device, **numerics)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": stats.loss,
+            **{f"val_{name}": value for name, value in val.items()},
+            "lr": max(group["lr"] for group in optimizer.param_groups),
+            "frozen_groups": freezer.num_frozen,
+            "transferred_groups": k,  # of the backbone's body groups, which it reports too
+            "body_groups": len(groups.body),
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "total_params": sum(p.numel() for p in model.parameters()),
+            "epoch_time_s": time.perf_counter() - started,
+            "feature_cache": int(cached is not None),
+            "train_images_per_s": stats.images_per_s,
+            **cost,
+            **weight_drift(model, start_weights, groups),
+            "node_id": ray.get_runtime_context().get_node_id(),  # which machine ran this epoch
+        }
+        history.append({"metrics": metrics, "timestamp": time.time()})
+        _report_with_checkpoint(history, model, optimizer)
+
+
+def _trial_cpus() -> int:
+    try:
+        resources = tune.get_context().get_trial_resources().required_resources
+        return max(1, int(resources.get("CPU", 1)))
+    except Exception:  # outside a Tune session (e.g. called directly)
+        return max(1, min(4, os.cpu_count() or 1))
+
+
+def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, list[dict]]:
+    """Load Tune's checkpoint if this trial is resuming; returns the last finished epoch and the history so far."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return 0, []
+    with checkpoint.as_directory() as directory:
+        return read_checkpoint(directory, model, optimizer, device)
+
+
+def _report_with_checkpoint(history: list[dict], model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Report the newest epoch of `history` to Tune, with the weights and the whole history as its checkpoint."""
+    with tempfile.TemporaryDirectory() as directory:
+        write_checkpoint(directory, history, model, optimizer)
+        tune.report(history[-1]["metrics"], checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def load_checkpoint_model(checkpoint_dir: str, config: dict, num_classes: int) -> nn.Module:
+    """Rebuild a trial's model from one of its checkpoints (for registering the best)."""
+    cfg = with_defaults(config)
+    model = create_backbone(cfg["backbone"], num_classes, dropout=cfg["dropout"], drop_path=cfg["drop_path"])
+    read_checkpoint(checkpoint_dir, model, None, torch.device("cpu"))
+    return model.eval()
+
+
+def evaluate_split(model: nn.Module, split: ImageSplit, image_size: int | None) -> dict[str, float]:
+    """Metrics of a trained model on a split (e.g. the held-out test/ folder)."""
+    batches = loader(split, eval_transform(data_config(model, image_size)), batch_size=256)
+    return evaluate(model, batches, device=torch.device("cpu"))
