@@ -127,7 +127,6 @@ def test_the_installed_package_holds_every_subpackage():
     """pyproject's package list must reach orchestrator.run, trainables.feature_cache... (an install from
     a wheel, as the Docker image does, would otherwise lack them; an editable install would hide it)."""
     import tomllib
-
     from setuptools import find_packages
 
     include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]

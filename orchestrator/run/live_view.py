@@ -51,7 +51,7 @@ class LiveView(Callback):
         self.running: dict[str, _Running] = {}
         self.started = time.monotonic()
         self._drawn_lines = 0
-        self._last_draw = 0.0
+        self._last_draw = self.started  # the first status line comes a period in, not at once
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "stream": None, "running": {}, "_drawn_lines": 0}

@@ -12,21 +12,31 @@ LOCAL_UI = "http://127.0.0.1:5000"
 
 
 def mlflow_links(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> list[str]:
-    """Lines saying where to see a run in MLflow's UI: its address on a server; for a local SQLite
-    store, the command that starts the UI and the address to open then."""
-    page = f"/#/experiments/{experiment_id}/runs/{run_id}" if experiment_id and run_id else ""
+    """Lines saying where to see a sweep in MLflow's UI: the experiment's runs table (every trial,
+    under its sweep's parent row) and the sweep's parent run. On a server, their addresses; for a
+    local SQLite store, the command that starts the UI first."""
     parts = urlsplit(tracking_uri)
     if parts.scheme in ("http", "https"):
         host = parts.hostname or ""
         netloc = f"{host}:{parts.port}" if parts.port else host  # no credentials in a printed link
         base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
-        return [f"MLflow UI:  {base}{page}"]
+        return _pages("MLflow UI:  ", base, experiment_id, run_id)
     if parts.scheme == "sqlite":
         return [
-            f"MLflow UI:  mlflow ui --backend-store-uri {tracking_uri}",
-            f"            then open {LOCAL_UI}{page}",
+            f"MLflow UI:  mlflow ui --backend-store-uri {tracking_uri}   then open",
+            *_pages("", LOCAL_UI, experiment_id, run_id),
         ]
     return [f"MLflow:     {redact(tracking_uri)}  run {run_id}"]
+
+
+def _pages(first: str, base: str, experiment_id: str | None, run_id: str | None) -> list[str]:
+    if not experiment_id:
+        return [f"{first or ' ' * 12}{base}"]
+    table = f"{base}/#/experiments/{experiment_id}/runs"
+    lines = [f"{table}   (all trials: expand the sweep's row)"]
+    if run_id:
+        lines.append(f"{table}/{run_id}   (this sweep's parent run)")
+    return [f"{first or ' ' * 12}{lines[0]}", *(f"{' ' * 12}{line}" for line in lines[1:])]
 
 
 def format_start(sweep_id: str, experiment: str, resumed: bool, done: int, total: int, links: list[str]) -> str:

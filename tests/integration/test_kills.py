@@ -9,8 +9,11 @@ process of its own, and against Ray's records and the Model Registry directly.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
+from pathlib import Path
 
 import pytest
 import ray
@@ -70,6 +73,7 @@ def test_a_driver_killed_at_every_phase_in_turn_loses_nothing(workdir, capsys):
         times.append(driver.wait())
         assert driver.process.returncode == -9, f"{fault}: the driver was not killed there\n{driver.output()}"
         assert f"the driver dies at phase {phase!r}" in driver.output()
+    assert _listed_state(spec) == "stopped"  # recorded as running, and no driver holds it: it died
     last = Driver(spec)
     times.append(last.finish())
     assert "Record check: all" in last.output()
@@ -97,11 +101,12 @@ def test_ctrl_c_stops_the_trials_leaves_the_sweep_resumable_and_never_finished(w
     spec = _spec(workdir, "ctrlc")
     driver = Driver(spec)
     driver.wait_for(lambda: checkpoints(workdir, "ctrlc") >= 1)
+    assert _listed_state(spec, f"(pid {driver.pid} on host") == "running"
     driver.interrupt()
     assert driver.process.returncode == 130, driver.output()
     assert "run the same command again to resume it" in driver.output()
     state = json.loads(next((workdir / "runs" / "ctrlc").glob("sweep.json")).read_text())
-    assert state["status"] == "interrupted"
+    assert state["status"] == "interrupted" and _listed_state(spec) == "interrupted"
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("ctrlc").experiment_id
     (parent,) = client.search_runs([experiment], "tags.`orchestrator.role` = 'sweep'")
@@ -123,6 +128,16 @@ def test_ctrl_c_stops_the_trials_leaves_the_sweep_resumable_and_never_finished(w
         assert _histories(client, parent) == before
     assert client.get_run(lost.info.run_id).info.lifecycle_stage == "active"
     assert len(client.search_model_versions("name = 'ctrlc-best'")) == 1
+
+
+def _listed_state(spec: Path, holder: str = "") -> str:
+    """The state `orchestrator list SPEC` shows for the experiment's current sweep."""
+    listed = io.StringIO()
+    with contextlib.redirect_stdout(listed):
+        assert main(["list", str(spec)]) == 0
+    (row,) = [line for line in listed.getvalue().splitlines() if " * " in line]
+    assert holder in row, row
+    return row.split()[3]
 
 
 def _histories(client, parent) -> dict:

@@ -137,3 +137,14 @@ def test_changed_spec_with_the_same_experiment_is_refused(sweep, capsys):
         run_sweep(changed)
     assert main(["sweep", str(changed)]) == 2
     assert "different spec" in capsys.readouterr().err
+
+
+def test_list_shows_the_sweep_finished_with_its_trials_best_value_and_compute(sweep, client, capsys):
+    workdir, summary = sweep
+    assert main(["list", str(workdir / "spec.yaml")]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if summary.sweep_id in line]
+    cells = row.split()
+    assert cells[:5] == ["it", summary.sweep_id, "*", "finished", f"{TRIALS}/{TRIALS}"]
+    assert cells[5] == "val_acc" and float(cells[6]) == pytest.approx(summary.best_metrics["val_acc"], abs=5e-5)
+    histories = [client.get_metric_history(c.info.run_id, "val_acc") for c in _children(client, summary.parent_run_id)]
+    assert int(cells[7]) == sum(len(h) for h in histories)  # compute spent: every epoch of every trial

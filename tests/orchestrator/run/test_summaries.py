@@ -1,0 +1,38 @@
+"""What the commands print about where results are."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from orchestrator.run.summaries import format_sweeps, mlflow_links
+
+
+def test_a_server_link_opens_the_runs_table_and_the_parent_run_without_credentials():
+    lines = mlflow_links("https://alice:s3cret@mlflow.example.org:8443/", "7", "abc123")
+    text = "\n".join(lines)
+    assert "https://mlflow.example.org:8443/#/experiments/7/runs " in text
+    assert "https://mlflow.example.org:8443/#/experiments/7/runs/abc123 " in text
+    assert "alice" not in text and "s3cret" not in text
+
+
+def test_a_local_store_link_says_how_to_start_the_ui_first():
+    lines = mlflow_links("sqlite:////work/mlflow.db", "1", "abc")
+    assert lines[0].startswith("MLflow UI:  mlflow ui --backend-store-uri sqlite:////work/mlflow.db")
+    assert "http://127.0.0.1:5000/#/experiments/1/runs/abc" in lines[2]
+
+
+def test_list_marks_the_current_sweep_and_the_live_driver():
+    row = dict(experiment="e", ended=3, asked=8, objective="val_acc max", epochs=9, holder="")
+    rows = [
+        SimpleNamespace(**row, sweep_id="sweep-1", current=False, state="finished", best=0.5),
+        SimpleNamespace(
+            **{**row, "holder": "pid 42 on host h"}, sweep_id="sweep-2", current=True, state="running", best=None
+        ),
+    ]
+    lines = format_sweeps(rows).splitlines()
+    assert lines[0].split() == ["experiment", "sweep", "state", "trials", "best", "epochs", "run"]
+    assert lines[1].split() == ["e", "sweep-1", "finished", "3/8", "val_acc", "0.5", "9"]
+    assert lines[2].split()[:6] == ["e", "sweep-2", "*", "running", "3/8", "-"] and lines[2].endswith(
+        "(pid 42 on host h)"
+    )
+    assert format_sweeps([]) == "No sweeps."
