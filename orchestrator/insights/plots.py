@@ -33,7 +33,9 @@ def _label(ax, *, x: str, y: str, title: str | None = None, legend: bool = False
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
-    if legend:
+    if legend and where == "outside":  # beside the axes, where it cannot hide a point
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
+    elif legend:
         ax.legend(fontsize=8, loc=where)
 
 
@@ -43,7 +45,7 @@ def transfer_curve(
     """Yosinski's figure: accuracy against the share of layers transferred. One colour per backbone,
     one line style per unfreeze schedule (completed trials); the backbone's trials that ASHA
     stopped early are hollow points of its colour."""
-    fig = Figure(figsize=(7.5, 4.4), layout="constrained")
+    fig = Figure(figsize=(10, 4.4), layout="constrained")
     ax = fig.add_subplot()
     backbones = sorted({backbone for backbone, _ in lines} | set(stopped))
     colours = dict(zip(backbones, cycle(TOP_COLOURS), strict=False))
@@ -58,7 +60,7 @@ def transfer_curve(
         xs, ys = zip(*points, strict=True)
         ax.scatter(xs, ys, facecolors="none", edgecolors=colours[backbone], label=f"{backbone}: stopped early")
     ax.set_xlim(-0.05, 1.05)
-    _label(ax, x=xlabel, y=ylabel, title="Transfer curve", legend=True)
+    _label(ax, x=xlabel, y=ylabel, title="Transfer curve", legend=True, where="outside")
     return _png(fig)
 
 
@@ -69,7 +71,7 @@ def importances(values: dict[str, float], spread: dict[str, float] | None = None
     ax = fig.add_subplot()
     errors = [spread.get(n, 0.0) for n in names] if spread else None
     ax.barh(names, [values[n] for n in names], xerr=errors, color="tab:blue", ecolor="grey", capsize=3)
-    ax.set_xlabel("importance (fANOVA, share of the objective's variance; bars: spread over resamples)")
+    ax.set_xlabel("fANOVA importance (bars: spread over resamples)")
     ax.set_xlim(0, 1)
     ax.set_title("Hyperparameter importances")
     return _png(fig)
@@ -122,7 +124,7 @@ def tradeoff(panels: dict[str, tuple[list[Point], list[int]]], *, ylabel: str) -
             ax.set_xscale("log")
         if xs and max(xs) >= 1e4:
             ax.xaxis.set_major_formatter(EngFormatter())  # 250k, not 250000 running into its neighbours
-        _label(ax, x=xlabel, y=ylabel, legend=True, where="lower right")
+        _label(ax, x=xlabel, y=ylabel, legend=True)
     fig.suptitle("Accuracy against cost")
     return _png(fig)
 
