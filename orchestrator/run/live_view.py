@@ -117,19 +117,20 @@ class LiveView(Callback):
         if self.interactive:
             self._redraw(time.monotonic())
 
-    def status_line(self, now: float) -> str:
+    def status_line(self, now: float, *, running: bool = True) -> str:
         p = self.progress
         counts = ", ".join(f"{n} {k}" for k, n in sorted(p.outcomes.items())) or "none ended yet"
-        running = ", ".join(f"{tid} {v.epoch}/{self.max_epochs}" for tid, v in self.running.items()) or "none"
+        trials = ", ".join(f"{tid} {v.epoch}/{self.max_epochs}" for tid, v in self.running.items()) or "none"
         best = f"best {self.metric} {p.best:.4g} ({p.best_trial})" if p.best is not None else "no completed trial yet"
         return (
-            f"status: {p.ended}/{p.total} trials ended ({counts}); running: {running}; {best}; "
-            f"elapsed {_duration(now - self.started)}, {self._left(now)}"
+            f"status: {p.ended}/{p.total} trials ended ({counts}); "
+            + (f"running: {trials}; " if running else "")
+            + f"{best}; elapsed {_duration(now - self.started)}, {self._left(now)}"
         )
 
     def block(self, now: float) -> list[str]:
         """The live view's lines."""
-        lines = [self.status_line(now).removeprefix("status: ")]
+        lines = [self.status_line(now, running=False).removeprefix("status: ")]  # the table lists them
         if self.running:
             lines.append(f"  {'running':<10} {'epoch':>7}  {self.metric:>8}  {'time':>7}  {' / '.join(SHOWN_PARAMS)}")
             for trial_id, view in self.running.items():

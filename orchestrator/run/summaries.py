@@ -3,12 +3,13 @@ the backbone ranking and the list of sweeps."""
 
 from __future__ import annotations
 
-import json
+import textwrap
 from urllib.parse import urlsplit, urlunsplit
 
 from orchestrator.uris import redact
 
 LOCAL_UI = "http://127.0.0.1:5000"
+WIDTH = 120  # wrap long lines here: terminals and log viewers
 
 
 def mlflow_links(tracking_uri: str, experiment_id: str | None, run_id: str | None) -> list[str]:
@@ -53,22 +54,31 @@ def format_summary(s, links: list[str]) -> str:
         f"  trials:          {sum(s.outcomes.values())} ({outcomes})",
     ]
     if s.best_trial_id:
-        metrics = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in s.best_metrics.items())
-        config = json.dumps({k: v for k, v in sorted(s.best_config.items())}, default=str)
-        lines += [f"  best trial:      {s.best_trial_id}  ({metrics})", f"  best config:     {config}"]
+        scores = ", ".join(f"{k} {_short(v)}" for k, v in s.best_metrics.items() if k.startswith("val_"))
+        epoch = f" at epoch {s.best_metrics['epoch']}" if "epoch" in s.best_metrics else ""
+        config = " ".join(f"{k}={_short(v)}" for k, v in sorted(s.best_config.items()))
+        lines.append(f"  best trial:      {s.best_trial_id}  {scores}{epoch}")
+        lines += textwrap.wrap(config, width=WIDTH, initial_indent=" " * 19, subsequent_indent=" " * 19)
     else:
         lines.append("  best trial:      none reached max_epochs, so no model was registered")
-    registered = f"  registered as {s.registered_model!r} version {s.model_version}" if s.model_version else ""
+    if s.model_version:
+        lines.append(
+            f"  model:           {s.registered_model!r} version {s.model_version} (alias champion)  {s.model_uri}"
+        )
+    elif s.model_uri:
+        lines.append(f"  model:           {s.model_uri}  (not registered: the spec sets no mlflow.register_best_as)")
     lines += [
-        f"  model:           {s.model_uri or '-'}{registered}",
-        f"  MLflow:          {redact(s.tracking_uri)}  experiment {s.experiment!r}, parent run {s.parent_run_id}",
-        f"  Optuna storage:  {s.optuna_storage}  (study {s.sweep_id!r}; optuna-dashboard {s.optuna_storage})",
+        f"  Optuna:          optuna-dashboard {s.optuna_storage}   (study {s.sweep_id!r})",
         f"  Ray results:     {s.ray_path}",
         *(f"  {line}" for line in links),
     ]
     if s.report:
         lines.append(s.report)
     return "\n".join(lines)
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def format_rank(r) -> str:

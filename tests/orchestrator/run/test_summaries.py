@@ -36,3 +36,30 @@ def test_list_marks_the_current_sweep_and_the_live_driver():
         "(pid 42 on host h)"
     )
     assert format_sweeps([]) == "No sweeps."
+
+
+def test_the_end_summary_fits_a_terminal_and_names_the_model_and_where_to_look():
+    from orchestrator.run.finish import SweepSummary
+    from orchestrator.run.summaries import WIDTH, format_summary
+
+    summary = SweepSummary(
+        experiment="layers",
+        sweep_id="sweep-1",
+        resumed=False,
+        wall_time_s=61.2,
+        outcomes={"completed": 4, "pruned": 2},
+        best_trial_id="c32816a7",
+        best_config={"backbone": "mobilenetv3_small_050", "lr": 0.0021554275565447527, "dropout": 0.105191280},
+        best_metrics={"epoch": 4, "val_acc": 0.42200000, "train_images_per_s": 139.9},
+        model_uri="models:/m-6e64",
+        registered_model="layers-best",
+        model_version="1",
+        optuna_storage="/w/runs/layers/optuna.journal",
+        ray_path="/w/runs/layers/sweep-1",
+    )
+    text = format_summary(summary, ["MLflow UI:  http://mlflow:5000/#/experiments/1/runs"])
+    assert "best trial:      c32816a7  val_acc 0.422 at epoch 4" in text and "train_images_per_s" not in text
+    assert "backbone=mobilenetv3_small_050 dropout=0.105 lr=0.00216" in text
+    assert "'layers-best' version 1 (alias champion)  models:/m-6e64" in text
+    assert "optuna-dashboard /w/runs/layers/optuna.journal" in text and "MLflow UI:" in text
+    assert max(len(line) for line in text.splitlines()) <= WIDTH + 20
