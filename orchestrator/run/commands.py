@@ -45,7 +45,7 @@ from orchestrator.run.session import (
     sigterm_stops_gracefully,
     tracking_store_uri,
 )
-from orchestrator.run.summaries import format_start, mlflow_links
+from orchestrator.run.summaries import format_start, mlflow_links, report_address
 from orchestrator.run.tuner import build_tuner
 from orchestrator.spec import load_spec, spec_text_for_logging
 from orchestrator.store import (
@@ -104,8 +104,14 @@ def run_sweep(
             faults.reach("parent-run")
             state = read_state(storage, spec.experiment, sweep.sweep_id)
             done = len(state.manifest.ended) if state is not None else 0
-            links = mlflow_links(sweep.runs.tracking_uri, sweep.runs.experiment_id, sweep.runs.parent_run_id)
-            print(format_start(sweep.sweep_id, spec.experiment, resumed, done, spec.search.trials, links), flush=True)
+            runs = sweep.runs
+            links = mlflow_links(runs.tracking_uri, runs.experiment_id, runs.parent_run_id)
+            artifacts = runs.client.get_run(runs.parent_run_id).info.artifact_uri
+            report = report_address(runs.tracking_uri, runs.experiment_id, runs.parent_run_id, artifacts)
+            print(
+                format_start(sweep.sweep_id, spec.experiment, resumed, done, spec.search.trials, links, report),
+                flush=True,
+            )
             init_ray(address)
             if trainable is None:
                 weights = source_weight_refs(

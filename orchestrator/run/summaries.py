@@ -6,6 +6,8 @@ from __future__ import annotations
 import textwrap
 from urllib.parse import urlsplit, urlunsplit
 
+from mlflow.utils.file_utils import local_file_uri_to_path
+
 from orchestrator.uris import redact
 
 LOCAL_UI = "http://127.0.0.1:5000"
@@ -30,6 +32,20 @@ def mlflow_links(tracking_uri: str, experiment_id: str | None, run_id: str | Non
     return [f"MLflow:     {redact(tracking_uri)}  run {run_id}"]
 
 
+def report_address(tracking_uri: str, experiment_id: str | None, run_id: str | None, artifact_uri: str) -> str:
+    """Where the sweep's report/index.html is to be read: a file to open in a browser when the
+    artifacts are local, else its page in MLflow's UI (which renders it), else its artifact URI."""
+    uri = f"{artifact_uri.rstrip('/')}/report/index.html"
+    if urlsplit(uri).scheme in ("", "file"):
+        return local_file_uri_to_path(uri)
+    parts = urlsplit(tracking_uri)
+    if parts.scheme in ("http", "https") and experiment_id and run_id:
+        netloc = f"{parts.hostname}:{parts.port}" if parts.port else (parts.hostname or "")
+        base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}/artifacts/report/index.html"
+    return redact(uri)
+
+
 def _pages(first: str, base: str, experiment_id: str | None, run_id: str | None) -> list[str]:
     if not experiment_id:
         return [f"{first or ' ' * 12}{base}"]
@@ -40,9 +56,17 @@ def _pages(first: str, base: str, experiment_id: str | None, run_id: str | None)
     return [f"{first or ' ' * 12}{lines[0]}", *(f"{' ' * 12}{line}" for line in lines[1:])]
 
 
-def format_start(sweep_id: str, experiment: str, resumed: bool, done: int, total: int, links: list[str]) -> str:
+def format_start(
+    sweep_id: str, experiment: str, resumed: bool, done: int, total: int, links: list[str], report: str
+) -> str:
     how = f"Resuming sweep {sweep_id} ({done} of {total} trials done)" if resumed else f"Starting sweep {sweep_id}"
-    return "\n".join([f"{how} of experiment {experiment!r}", *(f"  {line}" for line in links)])
+    return "\n".join(
+        [
+            f"{how} of experiment {experiment!r}",
+            *(f"  {line}" for line in links),
+            f"  Report:     {report}   (written when the sweep ends)",
+        ]
+    )
 
 
 def format_summary(s, links: list[str]) -> str:

@@ -63,3 +63,13 @@ def test_the_end_summary_fits_a_terminal_and_names_the_model_and_where_to_look()
     assert "'layers-best' version 1 (alias champion)  models:/m-6e64" in text
     assert "optuna-dashboard /w/runs/layers/optuna.journal" in text and "MLflow UI:" in text
     assert max(len(line) for line in text.splitlines()) <= WIDTH + 20
+
+
+def test_the_report_is_a_file_to_open_locally_and_a_ui_page_on_a_server():
+    from orchestrator.run.summaries import report_address
+
+    assert report_address("sqlite:///m.db", "1", "r1", "file:///w/mlartifacts/r1/artifacts") == (
+        "/w/mlartifacts/r1/artifacts/report/index.html"
+    )
+    server = report_address("https://bob:pw@mlflow.example.org/", "4", "r1", "mlflow-artifacts:/4/r1/artifacts")
+    assert server == "https://mlflow.example.org/#/experiments/4/runs/r1/artifacts/report/index.html"
