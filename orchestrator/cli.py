@@ -168,6 +168,9 @@ def format_summary(s) -> str:
         ]
     else:
         lines.append("  best trial:      none reached max_epochs, so no model was registered")
+    if s.front:
+        shown = ", ".join(s.front[:8]) + (f", ... {len(s.front) - 8} more" if len(s.front) > 8 else "")
+        lines.append(f"  pareto front:    {len(s.front)} trials ({shown}), tagged pareto=true in MLflow")
     lines += [
         f"  MLflow:          {redact(s.tracking_uri)}  experiment {s.experiment!r}, parent run {s.parent_run_id}",
         f"  model:           {s.model_uri or '-'}"

@@ -75,8 +75,9 @@ def open_sweep(spec: SweepSpec, source: str, storage: Storage, record: SweepReco
         spec.experiment,
         record.sweep_id,
         spec.early_stopping.max_epochs,
-        spec.objective.metric,
-        spec.objective.mode,
+        spec.primary.key,
+        spec.primary.mode,
+        others=spec.objective_keys[1:],
     )
     return Sweep(spec, source, storage, record, runs, study_location(spec, storage))
 

@@ -44,7 +44,7 @@ def build_tuner(
         TBXLoggerCallback(),
         MLflowLiveLogger(runs, links=searcher),
         Ledger(storage, spec.experiment, sweep_id, manifest, searcher),
-        TrialLines(spec.search.trials, spec.objective.metric, spec.objective.mode, spec.early_stopping.max_epochs),
+        TrialLines(spec.search.trials, spec.primary.key, spec.primary.mode, spec.early_stopping.max_epochs),
     ]
     root = storage.path(spec.experiment, sweep_id)
     tune_config = tune.TuneConfig(
