@@ -38,8 +38,8 @@ def pareto_front(costs: list[float], values: list[float]) -> list[int]:
 def best_ranges(trials: list[optuna.trial.FrozenTrial], params: list[str], mode: str) -> dict[str, ValueRange]:
     """For each parameter, the range its values span in the top quartile (at least 2) of the
     completed trials, by the value Optuna was told."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
-    done.sort(key=lambda t: t.value, reverse=mode == "max")
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values and math.isfinite(t.values[0])]
+    done.sort(key=lambda t: t.values[0], reverse=mode == "max")  # the first objective, with several
     top = done[: max(2, math.ceil(len(done) * TOP_FRACTION))]
     ranges = {}
     for name in params:
@@ -65,14 +65,19 @@ def study_importances(
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if len(complete) < 2:
         return {}, f"importances need at least 2 completed trials; this sweep has {len(complete)}", {}
-    if len({t.value for t in complete}) < 2:
+    if len({t.values[0] for t in complete}) < 2:
         return {}, f"all {len(complete)} completed trials scored the same, so no parameter explains anything", {}
+    several = len(study.directions) > 1
     try:
-        importances = optuna.importance.get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=FanovaImportanceEvaluator(seed=0), target=(lambda t: t.values[0]) if several else None
+        )
     except (ValueError, RuntimeError) as exc:
         return {}, f"fANOVA could not run: {exc}", {}
     importances = {k: float(v) for k, v in importances.items() if math.isfinite(v)}
     if not importances:
         return {}, "no parameter took more than one value in every completed trial", {}
     note = f"fANOVA over {len(complete)} completed trials (trials stopped early are not used)"
+    if several:
+        note += ", for the first objective"
     return importances, note, best_ranges(complete, list(importances), mode)

@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 from mlflow import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
+from orchestrator.insights.report.budgets import budget_data, budget_html, budget_line
+from orchestrator.insights.report.front import FIGURE, front_data, front_html, front_lines
 from orchestrator.insights.report.model import ACCURACY, LEADERBOARD_ROWS, TERMINAL_ROWS, Report, TrialRow, num
 
 
@@ -45,6 +47,8 @@ def report_data(report: Report) -> dict:
         "best_ranges": {k: str(v) for k, v in report.best_ranges.items()},
         "compute": {"spent_epochs": report.spent_epochs, "full_epochs": report.full_epochs, "rungs": report.rungs},
         "prediction": asdict(report.prediction) if report.prediction else None,
+        "pareto": front_data(report),
+        "budgets": budget_data(report),
     }
 
 
@@ -62,6 +66,9 @@ def terminal_summary(report: Report, rows: int = TERMINAL_ROWS) -> str:
     else:
         lines.append(f"  importances:     none: {report.importance_note}")
     lines.append(f"  compute:         {_compute_line(report)}")
+    lines += front_lines(report)
+    if budget_line(report):
+        lines.append(f"  budgets:         {budget_line(report)}")
     if report.prediction:
         p = report.prediction
         rho = f"Spearman rho = {p.spearman:.2f}" if p.spearman is not None else p.note
@@ -77,6 +84,10 @@ def _row_line(rank: int, row: TrialRow, report: Report) -> str:
     if report.metric not in (ACCURACY, "val_f1"):
         scores = f"{report.metric}={num(row.best)} " + scores
     return f"#{rank}{star}{row.trial_id}  {scores}  {config}  ({row.outcome}, {row.epochs} ep)"
+
+
+def _outcome_counts(report: Report) -> str:
+    return ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.outcomes.items()))
 
 
 def _compute_line(report: Report) -> str:
@@ -101,7 +112,8 @@ def render_html(report: Report) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>Sweep {e(report.sweep_id)}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>Sweep {e(report.sweep_id)} of experiment {e(report.experiment)}</h1>",
-        f"<p>{len(report.trials)} trials; objective {e(report.metric)} ({e(report.mode)}); "
+        f"<p>{len(report.trials)} trials ({e(_outcome_counts(report))}); "
+        f"objective {e(report.metric)} ({e(report.mode)}); "
         f"MLflow parent run <code>{e(report.parent_run_id)}</code>. * marks the registered best trial "
         "(the best completed trial by its final value).</p>",
         "<h2>Leaderboard</h2>",
@@ -121,6 +133,8 @@ def render_html(report: Report) -> str:
         _figure_html(report, "drift.png"),
         "<h2>Accuracy against cost</h2>",
         _figure_html(report, "tradeoff.png"),
+        front_html(report, _figure_html(report, FIGURE)),
+        budget_html(report),
     ]
     if report.prediction is not None:
         parts += ["<h2>Predicted against achieved</h2>", _prediction_html(report)]
