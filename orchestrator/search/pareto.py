@@ -15,11 +15,12 @@ import numpy as np
 
 
 def losses(values: Sequence[Sequence[float | None]], modes: Sequence[str]) -> np.ndarray:
-    """Rows of objective values as rows to minimise; None and NaN become +inf (dominated by any number)."""
+    """Rows of objective values as rows to minimise. A row with a value missing or not finite (a
+    diverged trial) becomes all +inf: every finite row dominates it, however cheap it was."""
     signs = np.array([-1.0 if mode == "max" else 1.0 for mode in modes])
     out = np.array([[math.nan if v is None else float(v) for v in row] for row in values], dtype=float)
     out = out.reshape(len(values), len(modes)) * signs
-    out[~np.isfinite(out)] = math.inf
+    out[~np.isfinite(out).all(axis=1)] = math.inf
     return out
 
 

@@ -167,10 +167,15 @@ class _Tell:
 
 
 def make_searcher(
-    spec: SweepSpec, study_name: str, storage: optuna.storages.BaseStorage | None, *, require_links: bool = False
+    spec: SweepSpec,
+    study_name: str,
+    storage: optuna.storages.BaseStorage | None,
+    *,
+    require_links: bool = False,
+    sampler: optuna.samplers.BaseSampler | None = None,
 ) -> FidelityOptunaSearch:
     """The sweep's searcher: its define-by-run space, sampler, study and baselines (a study in
-    memory when `storage` is None, as the replay benchmarks use)."""
+    memory when `storage` is None, and `sampler` instead of the spec's, as the replay benchmarks use)."""
     run_keys = {"max_epochs": spec.early_stopping.max_epochs, "weights": spec.weights.source}
     if "seed" not in spec.space:
         run_keys["seed"] = spec.search.seed
@@ -182,7 +187,7 @@ def make_searcher(
         mode=list(spec.objective_modes) if several else spec.primary.mode,
         budgets={COSTS[name]: limit for name, limit in spec.budgets.items()},
         points_to_evaluate=[dict(p) for p in spec.search.baselines] or None,
-        sampler=make_sampler(spec),
+        sampler=sampler or make_sampler(spec),
         study_name=study_name,
         storage=storage,
         max_epochs=spec.early_stopping.max_epochs,

@@ -4,7 +4,13 @@ deployment budgets, including a budget that no config in the space can meet, ref
 from __future__ import annotations
 
 from orchestrator.errors import did_you_mean
-from orchestrator.spec.models import DEFAULT_DIGITS_TARGET, REPORTED_METRICS, ImageFolderSource, SweepSpec
+from orchestrator.spec.models import (
+    DEFAULT_DIGITS_TARGET,
+    REPORTED_METRICS,
+    CategoricalParam,
+    ImageFolderSource,
+    SweepSpec,
+)
 
 # A cost in words, for messages: `has 373,173 parameters`.
 UNITS = {"params": "parameters", "macs": "MACs per image", "latency_ms": "ms per image"}
@@ -41,9 +47,10 @@ def check_objectives(spec: SweepSpec, fail) -> None:
 
 
 def check_constraints(spec: SweepSpec, fail) -> None:
-    """Every budget some config can meet, and no baseline over one. Parameters and MACs are counted
-    on the meta device for each backbone (they do not depend on the other hyperparameters);
-    latency depends on the trial's device, so it is checked when a trial starts."""
+    """Every budget some config can meet. Parameters and MACs are counted on the meta device for each
+    backbone (they do not depend on the other hyperparameters); latency depends on the trial's
+    device, so it is checked when a trial starts. A baseline over budget is no error: it is a
+    reference point that turns out not to fit, and is recorded infeasible like any config."""
     from trainables.budgets import COSTS, static_costs
 
     budgets = spec.budgets
@@ -76,15 +83,24 @@ def check_constraints(spec: SweepSpec, fail) -> None:
             f"{name} only {', '.join(b for b in costs if costs[b][COSTS[name]] <= budgets[name])}" for name in static
         )
         fail("constraints", f"no backbone meets every budget at once (within {within})")
-    for i, point in enumerate(spec.search.baselines):
-        backbone = point.get("backbone", spec.backbones[0] if len(spec.backbones) == 1 else None)
-        if backbone in costs and backbone not in fits:
-            over = next(name for name in static if costs[backbone][COSTS[name]] > budgets[name])
-            fail(
-                f"search.baselines[{i}].backbone",
-                f"{backbone} has {costs[backbone][COSTS[over]]:,} {UNITS[over]}, over constraints.{over}.max "
-                f"({budgets[over]:g}): a baseline over budget would never train",
-            )
+
+
+def within_static_budgets(spec: SweepSpec, num_classes: int) -> SweepSpec:
+    """The spec with `space.backbone` cut to the backbones whose parameters and MACs fit every budget,
+    for what is prepared per backbone before trials run (pretraining, prescreening): a backbone over
+    budget never trains, so nothing is spent on it. The sweep's own space stays as written."""
+    from trainables.budgets import COSTS, static_costs
+
+    static = {name: limit for name, limit in spec.budgets.items() if name in ("params", "macs")}
+    backbone = spec.space.get("backbone")
+    if not static or not isinstance(backbone, CategoricalParam):
+        return spec
+    fits = [
+        choice
+        for choice in backbone.choices
+        if all(static_costs(choice, num_classes, spec.data.image_size)[COSTS[n]] <= v for n, v in static.items())
+    ]
+    return spec.model_copy(update={"space": {**spec.space, "backbone": backbone.model_copy(update={"choices": fits})}})
 
 
 def _num_classes(spec: SweepSpec) -> tuple[int, bool]:

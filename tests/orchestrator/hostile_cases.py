@@ -1448,14 +1448,6 @@ CASES += [
         "constraints",
         "no backbone meets every budget at once (within params only test_resnet; macs only mobilenetv3_small_050)",
     ),
-    Case(
-        "budget_baseline_over",
-        "budgets",
-        add("constraints: {params: {max: 3.2e5}}\n"),
-        "search.baselines[0].backbone",
-        "a baseline over budget would never train",
-        sweep=True,
-    ),
     Case("objectives_empty", "objectives", add("objective: []\n"), "objective", "at least 1 item"),
     Case(
         "objectives_too_many",
