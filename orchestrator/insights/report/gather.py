@@ -56,7 +56,7 @@ def build_report(
         importance_note=note,
         best_ranges=ranges,
         spent_epochs=sum(r.epochs for r in rows),
-        full_epochs=len(rows) * es.max_epochs,
+        full_epochs=sum(r.outcome != "infeasible" for r in rows) * es.max_epochs,  # over budget: never to train
         prediction=_prediction(client, parent, rows),
         objectives=list(zip(spec.objective_keys, spec.objective_modes, strict=True)),
         budgets=spec.budgets,

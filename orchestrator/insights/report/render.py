@@ -54,7 +54,7 @@ def report_data(report: Report) -> dict:
 
 def terminal_summary(report: Report, rows: int = TERMINAL_ROWS) -> str:
     lines = ["", f"Report of sweep {report.sweep_id}"]
-    for i, row in enumerate(report.trials[:rows]):
+    for i, row in enumerate(_ranked(report)[:rows]):
         head = "  top trials:      " if i == 0 else " " * 19
         lines.append(f"{head}{_row_line(i + 1, row, report)}")
     if report.importances:
@@ -84,6 +84,11 @@ def _row_line(rank: int, row: TrialRow, report: Report) -> str:
     if report.metric not in (ACCURACY, "val_f1"):
         scores = f"{report.metric}={num(row.best)} " + scores
     return f"#{rank}{star}{row.trial_id}  {scores}  {config}  ({row.outcome}, {row.epochs} ep)"
+
+
+def _ranked(report: Report) -> list[TrialRow]:
+    """The leaderboard's trials: those that trained (infeasible ones are listed under Budgets)."""
+    return [r for r in report.trials if r.outcome != "infeasible"]
 
 
 def _outcome_counts(report: Report) -> str:
@@ -147,7 +152,7 @@ def _leaderboard_html(report: Report) -> str:
     extra = [report.metric] if report.metric not in (ACCURACY, "val_f1") else []
     head = ["#", "trial", *report.searched, *extra, ACCURACY, "val_f1", "best epoch", "params", "latency ms", "outcome"]
     body = []
-    for i, r in enumerate(report.trials[:LEADERBOARD_ROWS]):
+    for i, r in enumerate(_ranked(report)[:LEADERBOARD_ROWS]):
         star = "*" if r.run_id == report.best_run_id else ""
         cells = [f"<td>{i + 1}{star}</td>", f"<td class='l'>{e(r.trial_id)}</td>"]
         cells += [f"<td class='l'>{e(num(r.params.get(k)))}</td>" for k in report.searched]
@@ -156,8 +161,8 @@ def _leaderboard_html(report: Report) -> str:
         cells += [f"<td>{e(num(v))}</td>" for v in values] + [f"<td class='l'>{e(r.outcome)}</td>"]
         body.append(f"<tr>{''.join(cells)}</tr>")
     header = "".join(f"<th class='l'>{e(h)}</th>" if h in report.searched else f"<th>{e(h)}</th>" for h in head)
-    cut = len(report.trials) > LEADERBOARD_ROWS
-    note = f"<p class='note'>Top {LEADERBOARD_ROWS} of {len(report.trials)}.</p>" if cut else ""
+    cut = len(_ranked(report)) > LEADERBOARD_ROWS
+    note = f"<p class='note'>Top {LEADERBOARD_ROWS} of {len(_ranked(report))}.</p>" if cut else ""
     return f"<table><tr>{header}</tr>{''.join(body)}</table>{note}"
 
 
