@@ -19,7 +19,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from orchestrator import faults
-from orchestrator.outcomes import COMPLETED, INFEASIBLE, better, finite, summarize
+from orchestrator.outcomes import COMPLETED, better, finite, summarize
 from orchestrator.records import read_trial
 from orchestrator.search import (
     MLFLOW_RUN_ID,
@@ -178,7 +178,3 @@ def pick_best(trials: list[RecordedTrial], modes: Sequence[str]) -> RecordedTria
 
 def _by_end(trials: list[RecordedTrial]) -> list[RecordedTrial]:
     return sorted(trials, key=lambda t: (t.ended_at if t.ended_at is not None else math.inf, t.trial_id))
-
-
-def infeasible(trials: list[RecordedTrial]) -> list[RecordedTrial]:
-    return [t for t in trials if t.outcome == INFEASIBLE]
