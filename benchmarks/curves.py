@@ -9,7 +9,15 @@ would: `trainables.pretrain.pretrain_backbone` with the spec's settings), two at
 plain worker processes (`benchmarks.harness`). Each epoch's `val_acc`, wall time and CPU
 time are kept.
 
-Re-record with `python -m benchmarks --record` (15-30 minutes on 2 cores; 31 on a shared one).
+Each config also carries what it costs where it would be deployed, so budgets and objectives such
+as latency can be replayed without training: its parameters and MACs per image, counted on the
+meta device (`trainables.budgets.static_costs`, as a trial does), its backbone's body layer groups
+(for the unfreeze schedule's frozen groups at each epoch), and its backbone's single-image latency
+on this CPU with one thread, as a `cpu: 1` trial measures it (`latency_ms_per_image`, the median of
+`LATENCY_REPEATS` such measurements).
+
+Re-record with `python -m benchmarks --record` (15-30 minutes on 2 cores; 31 on a shared one); only
+the costs with `python -c "from benchmarks.curves import record_costs; record_costs()"` (seconds).
 """
 
 from __future__ import annotations
@@ -36,6 +44,8 @@ SPACE = {
 }
 FIXED = {"unfreeze_every": 1, "lp_epochs": 2, "batch_size": 16}
 KEYS = tuple(SPACE)
+CLASSES, IMAGE_SIZE = 5, 32  # the demo's target task
+LATENCY_REPEATS = 5
 
 
 def key(config: dict) -> tuple:
@@ -93,7 +103,7 @@ def record(path: Path = TABLE, concurrency: int = 2, configs: list[dict] | None 
                 print(f"  {n}/{len(todo)} ({time.time() - started:.0f} s)", flush=True)
     done.sort(key=lambda t: [SPACE[k].index(t["config"][k]) for k in KEYS])
     table = {
-        "about": "per-epoch val_acc and epoch times of the demo space made finite; see benchmarks/curves.py",
+        "about": "per-epoch val_acc, epoch times and costs of the demo space made finite; see benchmarks/curves.py",
         "recorded_with": "python -m benchmarks --record",
         "recorded_at": time.strftime("%Y-%m-%d %H:%M:%S"),
         "record_wall_s": round(time.time() - started),
@@ -104,12 +114,57 @@ def record(path: Path = TABLE, concurrency: int = 2, configs: list[dict] | None 
         "max_epochs": max_epochs,
         "objective": {"metric": "val_acc", "mode": "max"},
     }
-    header = json.dumps(table, indent=1)[:-2]
-    rows = ",\n".join(json.dumps(t) for t in done)  # one trial a line
-    path.write_text(f'{header},\n "trials": [\n{rows}\n ]\n}}\n')
+    _write(path, {**table, "costs": backbone_costs()}, done)
     partial.unlink()
     print(f"Recorded {len(done)} learning curves in {path} ({time.time() - started:.0f} s)", flush=True)
     return path
+
+
+def backbone_costs() -> dict:
+    """Each demo backbone's parameters, MACs, body layer groups and latency on this CPU."""
+    import torch
+
+    from trainables.budgets import static_costs
+    from trainables.measure import latency_ms_per_image
+    from trainables.models import create_backbone, layer_groups
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a trial with `cpu: 1`
+    try:
+        costs = {}
+        for backbone in SPACE["backbone"]:
+            model = create_backbone(backbone, CLASSES)
+            latencies = [
+                latency_ms_per_image(model, (3, IMAGE_SIZE, IMAGE_SIZE), torch.device("cpu"))
+                for _ in range(LATENCY_REPEATS)
+            ]
+            costs[backbone] = {
+                **static_costs(backbone, CLASSES, IMAGE_SIZE),
+                "latency_ms": round(sorted(latencies)[len(latencies) // 2], 4),
+                "latency_ms_repeats": [round(x, 4) for x in latencies],
+                "body_groups": len(layer_groups(model).body),
+            }
+    finally:
+        torch.set_num_threads(threads)
+    return {"measured_on": machine(), "classes": CLASSES, "image_size": IMAGE_SIZE, "backbones": costs}
+
+
+def record_costs(path: Path = TABLE) -> Path:
+    """Add (or refresh) the costs of every config in a recorded table, without training."""
+    table = json.loads(path.read_text())
+    rows = table.pop("trials")
+    table["costs"] = backbone_costs()
+    _write(path, table, rows)
+    return path
+
+
+def _write(path: Path, table: dict, rows: list[dict]) -> None:
+    costs = table["costs"]["backbones"]
+    keep = ("total_params", "macs", "latency_ms")
+    rows = [{**row, **{k: costs[row["config"]["backbone"]][k] for k in keep}} for row in rows]
+    header = json.dumps(table, indent=1)[:-2]
+    lines = ",\n".join(json.dumps(t) for t in rows)  # one trial a line
+    path.write_text(f'{header},\n "trials": [\n{lines}\n ]\n}}\n')
 
 
 def _row(r: TrialRecord) -> dict:

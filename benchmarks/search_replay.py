@@ -8,43 +8,37 @@ Methods, each with 2 trials at a time and the demo's ASHA settings where it stop
 
 Replay, not re-training: the learning-curve table (`benchmarks/curves.py`, recorded once with
 the real trainable) holds every config of the demo space made finite, with its per-epoch
-val_acc and CPU time. A discrete-event loop drives the real searcher and scheduler objects
-through the calls Tune's controller makes, in the order it makes them (`suggest`, then per
-result the scheduler's decision, then `on_trial_result` unless stopped, then
-`on_trial_complete`), with two slots, and epochs that last their recorded CPU time. That is
-why a replay rather than Tune running a lookup trainable: the searchers and ASHA make the same
-decisions as in a sweep, trials finish in the order their recorded durations imply (a lookup
-trainable would finish in whatever order the machine's scheduling gives, and ASHA's rungs
-depend on that order), and 5 methods x hundreds of seeds take a minute or two instead of an hour of Ray
-start-ups. What it leaves out is Ray's own overhead, which section 1 measures.
+val_acc, CPU time and costs; `benchmarks/replay.py` drives the real searcher and scheduler
+objects over it in Tune's call order.
 
 A method has reached the goal when a trial completes max_epochs with a final val_acc within
 one point of the best final val_acc in the table (the sweep picks its best trial among
 completed ones, by final value). Its compute is everything run until then: trial-epochs and
 their recorded CPU-seconds, the running trial's finished epochs included. The seed varies the
 searcher (and ASHA's bracket draw); the table, one training run per config, stays the same.
+
+The same run also measures budgets (`replay_budgets`), several objectives (`replay_objectives`)
+and rungs at unfreeze boundaries (`replay_phases`) against their alternatives.
 """
 
 from __future__ import annotations
 
 import functools
-import heapq
 import statistics
 import warnings
 from dataclasses import dataclass
-from types import SimpleNamespace
 
-import numpy as np
 import optuna
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from benchmarks import curves
+from benchmarks.replay import CONCURRENCY
+from benchmarks.replay import replay as run_replay
 from benchmarks.report import Figure, Section
 from orchestrator.search import DefineByRun, make_sampler, make_scheduler, make_searcher
 from orchestrator.spec import SweepSpec, load_spec
 
-CONCURRENCY = 2
 # method: (sampler, scheduler, searcher class), label
 METHODS = {
     "ours": (("tpe", "asha", "fidelity"), "(a) ours: TPE + FidelityOptunaSearch + ASHA"),
@@ -54,6 +48,9 @@ METHODS = {
     "tpe_only": (("tpe", "none", "fidelity"), "(a') TPE alone, no early stopping"),
     "random_asha": (("random", "asha", "fidelity"), "(b') random search + ASHA"),
 }
+OTHER_METHODS = {  # for the budget, objective and phase comparisons (replay_*.py)
+    "nsga2": (("nsga2", "none", "fidelity"), "Optuna's NSGA-II, no early stopping"),
+}
 
 
 @functools.cache
@@ -61,11 +58,27 @@ def _demo_spec() -> SweepSpec:
     return load_spec(curves.DEMO_SPEC)  # once, not once per replayed seed
 
 
-def replay_spec(table: dict, algorithm: str, scheduler: str, seed: int) -> SweepSpec:
+def replay_spec(
+    table: dict,
+    algorithm: str,
+    scheduler: str,
+    seed: int,
+    *,
+    budgets: dict[str, float] | None = None,
+    objectives: list[tuple[str, str]] | None = None,
+    phase_aware: bool = False,
+) -> SweepSpec:
+    """The demo's spec over the table's finite space, with the method's search and early stopping,
+    and optionally budgets (cost name -> max), several objectives and phase-aware rungs."""
     demo = _demo_spec()
     space = {name: {"type": "categorical", "choices": values} for name, values in table["space"].items()}
     space.update({k: v for k, v in table["fixed"].items() if k not in ("max_epochs", "weights")})
     es = demo.early_stopping
+    extra: dict = {}
+    if budgets:
+        extra["constraints"] = {name: {"max": limit} for name, limit in budgets.items()}
+    if objectives:
+        extra["objective"] = [{"metric": metric, "mode": mode} for metric, mode in objectives]
     return SweepSpec.model_validate(
         {
             "experiment": "replay",
@@ -75,18 +88,22 @@ def replay_spec(table: dict, algorithm: str, scheduler: str, seed: int) -> Sweep
                 "max_epochs": table["max_epochs"],
                 "grace_period": es.grace_period,
                 "reduction_factor": es.reduction_factor,
+                "phase_aware": phase_aware,
             },
             "space": space,
+            **extra,
         }
     )
 
 
-def build(method: str, table: dict, seed: int):
-    """The searcher and scheduler a method runs with, built by the same factories as a sweep."""
+def build(method: str, table: dict, seed: int, **options):
+    """The searcher and scheduler a method runs with, built by the same factories as a sweep
+    (`options`: budgets, objectives, phase_aware, as `replay_spec` takes them)."""
     metric, mode = table["objective"]["metric"], table["objective"]["mode"]
     run_keys = {k: table["fixed"][k] for k in ("max_epochs", "weights", "seed")}
-    algorithm, scheduler_name, searcher_class = METHODS[method][0]
-    spec = replay_spec(table, algorithm, scheduler_name, seed)
+    algorithm, scheduler_name, searcher_class = {**METHODS, **OTHER_METHODS}[method][0]
+    nsga = algorithm == "nsga2"  # not a spec algorithm: Optuna's NSGA-II, to compare samplers
+    spec = replay_spec(table, "tpe" if nsga else algorithm, scheduler_name, seed, **options)
     space = DefineByRun(spec, run_keys)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -102,7 +119,8 @@ def build(method: str, table: dict, seed: int):
                 reduction_factor=es.reduction_factor,
             )
         else:
-            searcher = make_searcher(spec, "replay", None)
+            sampler = optuna.samplers.NSGAIISampler(seed=seed) if nsga else None
+            searcher = make_searcher(spec, "replay", None, sampler=sampler)
             scheduler = make_scheduler(spec)
     return searcher, scheduler
 
@@ -116,52 +134,19 @@ class Outcome:
     best_final: float | None  # best final val_acc among completed trials when it stopped
 
 
-def replay(method: str, table: dict, seed: int, *, target: float, max_trials: int) -> Outcome:
-    np.random.seed(seed)  # ASHA draws its bracket from numpy's global generator
-    searcher, scheduler = build(method, table, seed)
-    metric, max_epochs = table["objective"]["metric"], table["max_epochs"]
-    events: list[tuple[float, int, str]] = []  # (time an epoch ends, tiebreak, trial id)
-    running: dict[str, SimpleNamespace] = {}
-    now, started, epochs, cpu_s, best = 0.0, 0, 0, 0.0, None
-    counter = 0
-    while True:
-        while len(running) < CONCURRENCY and started < max_trials:
-            trial_id = f"{started:05d}"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Ray warns when a define-by-run suggestion takes over 1 s
-                config = searcher.suggest(trial_id)
-            started += 1
-            row = table["by_key"][curves.key(config)]
-            trial = SimpleNamespace(trial_id=trial_id, config=config, row=row, epoch=0)
-            scheduler.on_trial_add(None, trial)
-            running[trial_id] = trial
-            counter += 1
-            heapq.heappush(events, (now + row["epoch_cpu_s"][0], counter, trial_id))
-        if not events:
-            return Outcome(False, started, epochs, cpu_s, best)
-        now, _, trial_id = heapq.heappop(events)
-        trial = running[trial_id]
-        trial.epoch += 1
-        epochs += 1
-        cpu_s += trial.row["epoch_cpu_s"][trial.epoch - 1]
-        value = trial.row["val_acc"][trial.epoch - 1]
-        result = {metric: value, "epoch": trial.epoch, "training_iteration": trial.epoch}
-        decision = scheduler.on_trial_result(None, trial, result)
-        if decision != TrialScheduler.STOP:
-            searcher.on_trial_result(trial_id, result)
-        if decision == TrialScheduler.STOP or trial.epoch >= max_epochs:
-            scheduler.on_trial_complete(None, trial, result)
-            searcher.on_trial_complete(trial_id, result)
-            if hasattr(searcher, "flush_tells"):
-                searcher.flush_tells()  # as if Ray snapshotted at once (a sweep's ledger does so within a step)
-            del running[trial_id]
-            if trial.epoch >= max_epochs:
-                best = value if best is None else max(best, value)
-                if value >= target:
-                    return Outcome(True, started, epochs, cpu_s, best)
-        else:
-            counter += 1
-            heapq.heappush(events, (now + trial.row["epoch_cpu_s"][trial.epoch], counter, trial_id))
+def replay(method: str, table: dict, seed: int, *, target: float, max_trials: int, **options) -> Outcome:
+    """Until a trial completes with a final val_acc >= `target` (`options`: see `build`)."""
+    searcher, scheduler = build(method, table, seed, **options)
+    trace = run_replay(
+        searcher,
+        scheduler,
+        table,
+        seed=seed,
+        max_trials=max_trials,
+        stop=lambda trace, ended: ended.outcome == "completed" and ended.values["val_acc"] >= target,
+    )
+    finals = [e.values["val_acc"] for e in trace.completed()]
+    return Outcome(trace.stopped, trace.trials, trace.trial_epochs, trace.cpu_s, max(finals, default=None))
 
 
 def measure(table: dict, seeds: int, random_seeds: int, max_trials: int) -> dict:
@@ -257,4 +242,22 @@ def run(profile) -> Section:
                     how=f"{how}; ratio of the means {mean_ratio:.2f}",
                 )
             )
+    figures += _trade_offs(table, profile, raw)
     return Section("Search efficiency", figures, raw)
+
+
+def _trade_offs(table: dict, profile, raw: dict) -> list[Figure]:
+    """Budgets, several objectives and phase-aware rungs, each against its alternative (replay_*.py);
+    their raw measurements go into `raw` under their own keys."""
+    from benchmarks import replay_budgets, replay_objectives, replay_phases
+
+    seeds, max_trials = profile.search_seeds, profile.search_max_trials
+    raw["budgets"] = replay_budgets.measure(table, seeds, max_trials)
+    raw["objectives"] = replay_objectives.measure(table, seeds, max_trials)
+    raw["phases"] = replay_phases.measure(table, seeds, max_trials)
+    random_epochs = [o["trial_epochs"] for o in raw["random"]]
+    return (
+        replay_budgets.figures(raw["budgets"])
+        + replay_objectives.figures(raw["objectives"])
+        + replay_phases.figures(raw["phases"], random_epochs)
+    )

@@ -16,13 +16,14 @@ import torch
 from ray import tune
 from torch import nn
 
+from trainables.budgets import COSTS, infeasible_result, over_budget, static_costs
 from trainables.checkpoints import read_checkpoint, write_checkpoint
 from trainables.data import ImageSplit, TaskData
 from trainables.feature_cache import FeatureCache
 from trainables.gpu_memory import explain_out_of_memory
 from trainables.hyperparams import with_defaults
 from trainables.loop import EVAL_METRICS, evaluate, train_one_epoch
-from trainables.measure import latency_ms_per_image, multiply_accumulates, snapshot, weight_drift
+from trainables.measure import latency_ms_per_image, snapshot, weight_drift
 from trainables.models import create_backbone, layer_groups
 from trainables.optimization import make_optimizer, make_schedule
 from trainables.regularizers import L2SP, make_mixup
@@ -45,6 +46,13 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
     cpus = _trial_cpus()
     torch.set_num_threads(cpus)
     torch.manual_seed(cfg["seed"])
+
+    # Deployment budgets: parameters and MACs follow from the config (meta device), so a config
+    # over budget reports its costs and stops before anything is built or trained.
+    costs = dict(static_costs(cfg["backbone"], task.num_classes, image_size))
+    if tune.get_checkpoint() is None and over_budget(costs, cfg):
+        tune.report(infeasible_result(costs))
+        return
 
     # Model: a new head for the target classes; the first k body groups from the source weights.
     model = create_backbone(cfg["backbone"], task.num_classes, dropout=cfg["dropout"], drop_path=cfg["drop_path"])
@@ -74,12 +82,16 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
     freezer = Freezer(model, groups)
     mixup = make_mixup(cfg["mixup"], cfg["cutmix"], cfg["label_smoothing"], task.num_classes)
     l2sp = L2SP(model, groups, k, cfg["l2sp"], reference=start_weights) if cfg["l2sp"] > 0 and k else None
-    cost = {
-        "macs": multiply_accumulates(model, data_cfg["input_size"], device),
-        "latency_ms": latency_ms_per_image(model, data_cfg["input_size"], device),
-    }
 
     done, history = _restore(model, optimizer, device)
+    # Latency on this trial's device, before the first epoch; a resumed trial keeps what it measured then.
+    latency = COSTS["latency_ms"]
+    costs[latency] = history[0]["metrics"].get(latency) if history else None
+    if costs[latency] is None:
+        costs[latency] = latency_ms_per_image(model, data_cfg["input_size"], device)
+        if not history and over_budget(costs, cfg):
+            tune.report(infeasible_result(costs))
+            return
     if done >= max_epochs:  # the driver died after the final checkpoint: tell Tune how the trial ended
         tune.report(history[-1]["metrics"])
         return
@@ -133,11 +145,10 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
             "transferred_groups": k,  # of the backbone's body groups, which it reports too
             "body_groups": len(groups.body),
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "total_params": sum(p.numel() for p in model.parameters()),
             "epoch_time_s": time.perf_counter() - started,
             "feature_cache": int(cached is not None),
             "train_images_per_s": stats.images_per_s,
-            **cost,
+            **costs,  # total_params, macs, latency_ms
             **weight_drift(model, start_weights, groups),
             "node_id": ray.get_runtime_context().get_node_id(),  # which machine ran this epoch
         }

@@ -79,8 +79,9 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "channels_last": Hyperparameter(True, bool, help="channels_last memory format on CUDA; ignored on CPU"),
 }
 
-# Besides these, the orchestrator sets `max_epochs`, `weights`, `seed` (unless searched) and, for
-# the spec's baselines, `baseline` in every trial config.
+# Besides these, the orchestrator sets `max_epochs`, `weights`, `seed` (unless searched), the
+# spec's budgets (`max_params`, `max_macs`, `max_latency_ms`: see trainables.budgets) and, for the
+# spec's baselines, `baseline` in every trial config.
 
 
 def with_defaults(config: dict[str, Any]) -> dict[str, Any]:

@@ -51,12 +51,19 @@ def multiply_accumulates(model: nn.Module, input_size: tuple[int, int, int], dev
     return counter.get_total_flops() // 2
 
 
+# Latency: enough timed runs for a stable median, and a bound on the time spent measuring.
+LATENCY_MIN_RUNS = 30
+LATENCY_MAX_S = 3.0
+
+
 @torch.no_grad()
 def latency_ms_per_image(
     model: nn.Module, input_size: tuple[int, int, int], device: torch.device, min_run_time_s: float = 0.1
 ) -> float:
-    """Median single-image inference latency on the trial's device, over blocks of runs after a warm-up
-    (torch.utils.benchmark, which also synchronises CUDA)."""
+    """Median single-image inference latency on the trial's device (torch.utils.benchmark, which also
+    synchronises CUDA): a few warm-up runs, discarded (lazy initialisation, caches, cuDNN's algorithm
+    search), then blocks of runs for at least `min_run_time_s`, long enough for about
+    `LATENCY_MIN_RUNS` runs (at most `LATENCY_MAX_S`), and the median time per run over the blocks."""
     was_training = model.training
     model.eval()
     x = torch.zeros(1, *input_size, device=device)
@@ -65,6 +72,9 @@ def latency_ms_per_image(
     from torch.utils import benchmark
 
     timer = benchmark.Timer(stmt="model(x)", globals={"model": model, "x": x}, num_threads=torch.get_num_threads())
-    median_s = timer.blocked_autorange(min_run_time=min_run_time_s).median
+    timer.timeit(number=3)  # warm-up
+    once = timer.timeit(number=1).median
+    run_time = min(max(min_run_time_s, LATENCY_MIN_RUNS * once), LATENCY_MAX_S)
+    median_s = timer.blocked_autorange(min_run_time=run_time).median
     model.train(was_training)
     return 1000.0 * median_s

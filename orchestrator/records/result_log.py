@@ -30,7 +30,9 @@ class ResultLog(JsonLoggerCallback):
 
     def __init__(self):
         super().__init__()
-        self._last_epoch: dict[str, int] = {}  # trial id -> newest epoch in its file
+        # trial id -> newest epoch in its file; -1 for none, since an infeasible trial's one record
+        # (its costs, measured before training) is epoch 0
+        self._last_epoch: dict[str, int] = {}
 
     def _restore_from_remote(self, file_name: str, trial) -> None:
         # log_trial_start calls this before it opens the file for appending. Ray's version
@@ -47,7 +49,7 @@ class ResultLog(JsonLoggerCallback):
             staged.write_text("".join(json.dumps(r, cls=SafeFallbackEncoder) + "\n" for r in rebuilt))
             os.replace(staged, local)
             records = rebuilt
-        self._last_epoch[trial.trial_id] = max((r["epoch"] for r in records if "epoch" in r), default=0)
+        self._last_epoch[trial.trial_id] = max((r["epoch"] for r in records if "epoch" in r), default=-1)
 
     def update_config(self, trial, config: dict) -> None:
         # params.json only: Ray's params.pkl would put a pickle on shared storage that nothing needs.
@@ -60,7 +62,7 @@ class ResultLog(JsonLoggerCallback):
             self.log_trial_start(trial)  # before reading the newest epoch, which starting sets
         epoch = result.get("epoch")
         if epoch is not None:
-            if epoch <= self._last_epoch.get(trial.trial_id, 0):
+            if epoch <= self._last_epoch.get(trial.trial_id, -1):
                 return  # the final epoch again, re-reported by a trial restored after it finished
             self._last_epoch[trial.trial_id] = epoch
         super().log_trial_result(iteration, trial, result)

@@ -21,10 +21,11 @@ from mlflow.entities import Run
 from optuna.trial import TrialState
 
 from orchestrator.environ import temporary_environ
-from orchestrator.outcomes import finite, summarize
+from orchestrator.outcomes import INFEASIBLE, finite, summarize
 from orchestrator.records import read_trial
+from orchestrator.run.audit_front import check_front
 from orchestrator.run.recording import ORPHANED, RecordedTrial, pick_best
-from orchestrator.search import MLFLOW_RUN_ID, OPTUNA_STATE, RAY_TRIAL_ID, open_study_storage
+from orchestrator.search import MLFLOW_RUN_ID, OPTUNA_STATE, RAY_TRIAL_ID, epoch_values, open_study_storage, violates
 from orchestrator.spec import REPORTED_METRICS
 from orchestrator.store import FINISHED, Manifest, Storage, read_record, read_state
 from orchestrator.tracking import (
@@ -35,7 +36,9 @@ from orchestrator.tracking import (
     parent_runs,
     run_status,
 )
+from trainables.budgets import COSTS
 
+COST_METRICS = tuple(COSTS.values())
 END_TIME_TOLERANCE_MS = 5_000  # a run's end against the moment the driver saw its trial end
 INVARIANTS = (
     "the sweep is finished: sweep.json and the parent run say so, and every trial it asked for ran and ended",
@@ -48,6 +51,10 @@ INVARIANTS = (
     "the parent's best trial is the completed trial with the best final objective (ties: the one that ended "
     "first); the registered version comes from that trial's run",
     "the report's numbers are MLflow's",
+    "no config over a budget trained: an infeasible trial is over one and holds only its costs (epoch 0), every "
+    "other trial is within every budget",
+    "several objectives: the child runs tagged pareto=true, the parent's list and the registered versions are the "
+    "completed trials no other dominates by their final values; the report shows that front",
 )
 
 
@@ -67,12 +74,15 @@ def check_record(
     experiment: str,
     tracking_uri: str,
     study_location: str,
-    metric: str,
-    mode: str,
+    keys: tuple[str, ...],
+    modes: tuple[str, ...],
     max_epochs: int,
     register_as: str | None,
+    budgets: dict[str, float] | None = None,
 ) -> Audit:
+    """`keys`, `modes`: the objectives, the first one first; `budgets`: by reported cost metric."""
     problems: list[str] = []
+    metric, mode, budgets = keys[0], modes[0], budgets or {}
     record = read_record(storage, experiment)
     if record is None:
         return Audit([f"experiment {experiment!r} has no sweep in {storage.display(experiment)}"], 0)
@@ -97,10 +107,16 @@ def check_record(
     for trial_id, entry in manifest.trials.items():
         trial = read_trial(storage.fs, storage.path(experiment, sweep_id, trial_id))
         where = f"trial {trial_id}"
+        summary = summarize(
+            trial.records, errored=entry.errored, max_epochs=max_epochs, metric=metric, mode=mode, others=keys[1:]
+        )
         epochs = [int(r["epoch"]) for r in trial.records if "epoch" in r]
-        if epochs != list(range(1, len(epochs) + 1)):
+        if summary.outcome == INFEASIBLE:  # its one record, the costs it measured before training
+            if epochs != [0]:
+                problems.append(f"{where}: infeasible, but Ray's records hold epochs {epochs}, not only its costs (0)")
+        elif epochs != list(range(1, len(epochs) + 1)):
             problems.append(f"{where}: Ray's records hold epochs {epochs}, not 1..{len(epochs)}")
-        summary = summarize(trial.records, errored=entry.errored, max_epochs=max_epochs, metric=metric, mode=mode)
+        _check_budgets(trial.records, summary.outcome, budgets, where, problems)
         child = children.pop(trial_id, None)
         if child is None:
             problems.append(f"{where}: no MLflow child run")
@@ -116,16 +132,19 @@ def check_record(
                 trial.records[-1] if trial.records else {},
                 entry.ended_at,
                 trial.final_checkpoint,
+                summary.finals,
             )
         )
         if entry.ended_at is None:
             continue  # reported by _check_manifest
-        _check_child(client, child, trial.records, summary, entry.ended_at, metric, where, problems)
-        _check_study_trial(study, trial_id, entry.optuna_number, child, trial.records, summary, metric, problems)
+        _check_child(client, child, trial.records, summary, entry.ended_at, keys, where, problems)
+        _check_study_trial(study, trial_id, entry.optuna_number, child, trial.records, summary, keys, problems)
     problems += [f"MLflow child run {c.info.run_id} (trial {tid}) has no Ray trial" for tid, c in children.items()]
     _check_orphaned_study_trials(study, manifest, problems)
-    _check_best(client, parent, recorded, mode, register_as, problems)
+    _check_best(client, parent, recorded, modes, register_as, problems)
     _check_report(client, parent, metric, mode, problems)
+    if len(keys) > 1:
+        check_front(client, parent, recorded, modes, register_as, problems)
     return Audit(problems, len(manifest.trials))
 
 
@@ -160,7 +179,7 @@ def _children(client: MlflowClient, parent: Run, problems: list[str]) -> dict[st
     return by_trial
 
 
-def _check_child(client, child: Run, records, summary, ended_at: float, metric, where, problems) -> None:
+def _check_child(client, child: Run, records, summary, ended_at: float, keys, where, problems) -> None:
     info, tags = child.info, child.data.tags
     if info.status != run_status(summary.outcome):
         problems.append(
@@ -175,8 +194,8 @@ def _check_child(client, child: Run, records, summary, ended_at: float, metric, 
         )
     if info.end_time is None or abs(info.end_time - ended_at * 1000) > END_TIME_TOLERANCE_MS:
         problems.append(f"{where}: MLflow run ends at {info.end_time}, the trial ended at {int(ended_at * 1000)}")
-    keys = [key for key in dict.fromkeys((metric, *REPORTED_METRICS)) if any(key in r for r in records)]
-    for key in keys:
+    shown = (*keys, *REPORTED_METRICS, *(COST_METRICS if summary.outcome == INFEASIBLE else ()))
+    for key in [key for key in dict.fromkeys(shown) if any(key in r for r in records)]:
         expected = [(int(r["epoch"]), float(r[key])) for r in records if finite(r.get(key))]
         history = sorted((m.step, m.value) for m in client.get_metric_history(info.run_id, key))
         if len(history) != len({step for step, _ in history}):
@@ -185,7 +204,7 @@ def _check_child(client, child: Run, records, summary, ended_at: float, metric, 
             problems.append(f"{where}: MLflow's {key} history {_steps(history)} differs from Ray's {_steps(expected)}")
 
 
-def _check_study_trial(study, trial_id, number, child: Run, records, summary, metric, problems) -> None:
+def _check_study_trial(study, trial_id, number, child: Run, records, summary, keys, problems) -> None:
     where = f"trial {trial_id}"
     frozen = next((t for t in study.get_trials(deepcopy=False) if t.user_attrs.get(RAY_TRIAL_ID) == trial_id), None)
     if frozen is None:
@@ -204,14 +223,20 @@ def _check_study_trial(study, trial_id, number, child: Run, records, summary, me
         )
     if frozen.state != OPTUNA_STATE[summary.outcome]:
         problems.append(f"{where}: Optuna trial {frozen.number} is {frozen.state.name}; the trial {summary.outcome}")
-    expected = [(int(r["epoch"]), float(r[metric])) for r in records if finite(r.get(metric))]
-    if not _same(sorted(frozen.intermediate_values.items()), expected):
+    if violates(frozen) != (summary.outcome == INFEASIBLE):
         problems.append(
-            f"{where}: Optuna's intermediate values {_steps(frozen.intermediate_values.items())} "
-            f"differ from Ray's {_steps(expected)}"
+            f"{where}: Optuna's constraints say {'in' if violates(frozen) else ''}feasible; the trial {summary.outcome}"
         )
-    if frozen.state == TrialState.COMPLETE and not _close(frozen.value, summary.final):
-        problems.append(f"{where}: Optuna's value {frozen.value} is not the final {metric} {summary.final}")
+    expected = [
+        (int(r["epoch"]), tuple(float(r[key]) for key in keys))
+        for r in records
+        if r.get("epoch", 0) >= 1 and all(finite(r.get(key)) for key in keys)
+    ]
+    stored = sorted(epoch_values(frozen).items())
+    if not _same_vectors(stored, expected):
+        problems.append(f"{where}: Optuna's values by epoch {_steps(stored)} differ from Ray's {_steps(expected)}")
+    if frozen.state == TrialState.COMPLETE and not _same_vectors([(0, tuple(frozen.values))], [(0, summary.finals)]):
+        problems.append(f"{where}: Optuna's values {frozen.values} are not the final {list(keys)} {summary.finals}")
 
 
 def _check_orphaned_study_trials(study, manifest: Manifest, problems: list[str]) -> None:
@@ -221,8 +246,22 @@ def _check_orphaned_study_trials(study, manifest: Manifest, problems: list[str])
             problems.append(f"Optuna trial {trial.number} ({trial.state.name}) belongs to no Ray trial{reason}")
 
 
-def _check_best(client, parent: Run, recorded: list[RecordedTrial], mode, register_as, problems) -> None:
-    best = pick_best(recorded, mode)
+def _check_budgets(records: list[dict], outcome: str, budgets: dict[str, float], where, problems) -> None:
+    """Costs are measured before epoch 1 (and reported unchanged every epoch), so a trial's first record
+    says whether its config fits."""
+    first = records[0] if records else {}
+    over = [key for key, limit in budgets.items() if finite(first.get(key)) and first[key] > limit]
+    if over and outcome != INFEASIBLE:
+        problems.append(
+            f"{where}: {over[0]} {first[over[0]]:g} is over its budget {budgets[over[0]]:g}, yet it "
+            f"{outcome} ({len(records)} epochs)"
+        )
+    if outcome == INFEASIBLE and not over:
+        problems.append(f"{where}: infeasible, but its recorded costs are within every budget")
+
+
+def _check_best(client, parent: Run, recorded: list[RecordedTrial], modes, register_as, problems) -> None:
+    best = pick_best(recorded, modes)
     tags = parent.data.tags
     expected = (best.trial_id, best.run_id) if best else ("", "")
     if (tags.get("best.trial_id", ""), tags.get("best.run_id", "")) != expected:
@@ -261,6 +300,13 @@ def _check_report(client: MlflowClient, parent: Run, metric: str, mode: str, pro
 
 def _close(a, b) -> bool:
     return a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _same_vectors(got, expected) -> bool:
+    got, expected = list(got), list(expected)
+    if [g[0] for g in got] != [e[0] for e in expected]:
+        return False
+    return all(len(g[1]) == len(e[1]) and all(map(_close, g[1], e[1])) for g, e in zip(got, expected, strict=True))
 
 
 def _same(got, expected) -> bool:

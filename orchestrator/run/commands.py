@@ -47,7 +47,7 @@ from orchestrator.run.session import (
 )
 from orchestrator.run.summaries import format_start, mlflow_links, report_address
 from orchestrator.run.tuner import build_tuner
-from orchestrator.spec import load_spec, spec_text_for_logging
+from orchestrator.spec import load_spec, spec_text_for_logging, within_static_budgets
 from orchestrator.store import (
     RUNNING,
     Manifest,
@@ -114,13 +114,15 @@ def run_sweep(
             )
             init_ray(address)
             if trainable is None:
+                # Backbones over a parameter or MAC budget never train: nothing is pretrained or ranked for them.
+                usable = within_static_budgets(spec, target.num_classes)
                 weights = source_weight_refs(
-                    spec, storage, cpus=spec.resources.cpu, loaded=external, source_data=pretrain_data
+                    usable, storage, cpus=spec.resources.cpu, loaded=external, source_data=pretrain_data
                 )
                 if spec.search.prescreen is not None:
                     # Only the search space shrinks: the spec hash stays the written spec's, and the kept
                     # list is stored on the parent run, so a resumed sweep searches the same backbones.
-                    spec = sweep.spec = prescreen(spec, sweep.runs, target, weights)
+                    spec = sweep.spec = prescreen(usable, sweep.runs, target, weights)
                     weights = {backbone: weights[backbone] for backbone in spec.backbones}
                 trainable = tune.with_parameters(
                     finetune, task=target, image_size=spec.data.image_size, source_weights=weights

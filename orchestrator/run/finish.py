@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
-import torch
 
 from orchestrator import faults
 from orchestrator.errors import UserError
@@ -17,7 +16,9 @@ from orchestrator.insights import (
     terminal_summary,
 )
 from orchestrator.run.audit import Audit, check_record
+from orchestrator.run.front import record_front
 from orchestrator.run.recording import RecordedTrial, pick_best, record_trials
+from orchestrator.run.registration import register_trial, trial_backbone
 from orchestrator.run.session import Sweep, mark_interrupted, study_location
 from orchestrator.search import open_study_storage
 from orchestrator.spec import SweepSpec
@@ -27,15 +28,11 @@ from orchestrator.store import (
     Storage,
     write_record,
 )
-from orchestrator.tracking import (
-    check_reachable,
-    register_best,
-)
+from orchestrator.tracking import check_reachable
 from orchestrator.uris import redact
+from trainables.budgets import COSTS
 from trainables.data import TaskData
-from trainables.finetune import evaluate_split, load_checkpoint_model
-from trainables.models import ImageClassifier
-from trainables.transforms import data_config
+from trainables.finetune import evaluate_split
 
 EXIT_INTERRUPTED = 130
 
@@ -68,6 +65,7 @@ class SweepSummary:
     ray_path: str = ""
     report: str = ""  # the sweep report's terminal summary
     audit: Audit | None = None  # the record's invariants, checked after the sweep
+    front: list[str] = field(default_factory=list)  # several objectives: the Pareto front's trial ids
 
 
 def finish_or_explain(sweep: Sweep, manifest: Manifest, target, **kwargs) -> SweepSummary:
@@ -90,7 +88,8 @@ def finish_sweep(
     """Make MLflow and Optuna agree with Ray's records, register the best model, report, and check."""
     spec, runs = sweep.spec, sweep.runs
     study = optuna.load_study(study_name=sweep.sweep_id, storage=open_study_storage(sweep.study_location))
-    recorded = record_trials(runs, sweep.storage, sweep.sweep_id, manifest, study, replay=replay)
+    budgets = {COSTS[name]: limit for name, limit in spec.budgets.items()}
+    recorded = record_trials(runs, sweep.storage, sweep.sweep_id, manifest, study, replay=replay, budgets=budgets)
     summary = SweepSummary(
         experiment=spec.experiment,
         sweep_id=sweep.sweep_id,
@@ -110,11 +109,13 @@ def finish_sweep(
             f"sweep {sweep.sweep_id} stopped with {len(manifest.ended)} of {manifest.requested} trials done; "
             "run the same command again to resume it"
         )
-    best = pick_best(recorded.trials, spec.objective.mode)
+    best = pick_best(recorded.trials, spec.objective_modes)
     if best is not None:
         _describe_best(summary, best)
         if target is not None:
             _register_best(sweep, best, target, summary)
+    if len(spec.objectives) > 1:
+        summary.front = record_front(sweep, recorded.trials, best, target)
     if target is not None:
         summary.report = report_or_warn(sweep, summary.best_run_id)
     summary.wall_time_s = time.time() - started
@@ -127,7 +128,7 @@ def finish_sweep(
             **{f"trials.{k}": str(v) for k, v in summary.outcomes.items()},
         },
         metrics={
-            f"best_trial.final_{spec.objective.metric}": summary.best_metrics.get(spec.objective.metric, float("nan")),
+            f"best_trial.final_{spec.primary.key}": summary.best_metrics.get(spec.primary.key, float("nan")),
             "wall_time_s": summary.wall_time_s,
             "epochs_run": sum(trial.last_epoch for trial in recorded.trials),
         },
@@ -151,39 +152,13 @@ def _register_best(sweep: Sweep, best: RecordedTrial, target: TaskData, summary:
         summary.model_uri = parent["best.model_uri"]  # a resumed sweep that already registered it
         summary.model_version = parent.get("best.model_version") or None
         return
-    with sweep.storage.local_copy(best.final_checkpoint) as directory:
-        backbone = load_checkpoint_model(directory, best.config, target.num_classes)
+    backbone = trial_backbone(sweep, best, target)
     if target.test is not None:  # held-out test/ folder: evaluated once, for the chosen model only
         split = evaluate_split(backbone, target.test, spec.data.image_size)
         summary.test_metrics = {f"test_{k}": v for k, v in split.items()}
         runs.log_summary_metrics(best.run_id, summary.test_metrics)
         runs.log_summary_metrics(runs.parent_run_id, summary.test_metrics)
-    size = data_config(backbone, spec.data.image_size)["input_size"]
-    model = ImageClassifier(backbone, target.class_names, input_size=size[1:]).eval()
-    metric = spec.objective.metric
-    registered = register_best(
-        runs.client,
-        experiment_id=runs.experiment_id,
-        run_id=best.run_id,
-        model=model,
-        input_example=torch.rand(2, *size).numpy(),
-        class_names=list(target.class_names),
-        name=spec.mlflow.register_best_as,
-        description=(
-            f"Best trial {best.trial_id} of sweep {sweep.sweep_id} (experiment {spec.experiment!r}): "
-            f"{best.config.get('backbone')}, final {metric} {best.final:.4g} after {best.last_epoch} epochs. "
-            f"Takes RGB images in [0, 1] of shape [N, 3, H, W], any H and W (resized to {size[1]}x{size[2]} "
-            f"inside, the size it trained at); returns logits over {list(target.class_names)}."
-        ),
-        tags={
-            metric: f"{best.final:.6g}",
-            "backbone": str(best.config.get("backbone")),
-            "input_size": f"{size[1]}x{size[2]}",
-            "classes": ",".join(target.class_names),
-            "sweep_id": sweep.sweep_id,
-            "ray.trial_id": best.trial_id,
-        },
-    )
+    registered = register_trial(sweep, best, backbone, target, champion=True)
     summary.model_uri, summary.model_version = registered.model_uri, registered.version
 
 
@@ -208,8 +183,9 @@ def audit_sweep(spec: SweepSpec, storage: Storage, tracking_uri: str) -> Audit:
         experiment=spec.experiment,
         tracking_uri=tracking_uri,
         study_location=study_location(spec, storage),
-        metric=spec.objective.metric,
-        mode=spec.objective.mode,
+        keys=spec.objective_keys,
+        modes=spec.objective_modes,
         max_epochs=spec.early_stopping.max_epochs,
         register_as=spec.mlflow.register_best_as,
+        budgets={COSTS[name]: limit for name, limit in spec.budgets.items()},
     )

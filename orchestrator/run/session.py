@@ -76,8 +76,9 @@ def open_sweep(spec: SweepSpec, source: str, storage: Storage, record: SweepReco
         spec.experiment,
         record.sweep_id,
         spec.early_stopping.max_epochs,
-        spec.objective.metric,
-        spec.objective.mode,
+        spec.primary.key,
+        spec.primary.mode,
+        others=spec.objective_keys[1:],
     )
     return Sweep(spec, source, storage, record, runs, study_location(spec, storage))
 
@@ -87,7 +88,7 @@ def parent_tags(sweep: Sweep) -> dict[str, str]:
         "ray.experiment_path": sweep.storage.display(sweep.spec.experiment, sweep.sweep_id),
         "optuna.storage": redact(sweep.study_location),
         "optuna.study": sweep.sweep_id,
-        "objective": f"{sweep.spec.objective.metric} {sweep.spec.objective.mode}",
+        "objective": ", ".join(f"{o.key} {o.mode}" for o in sweep.spec.objectives),  # the first picks the best
     }
 
 

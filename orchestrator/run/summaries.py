@@ -85,6 +85,9 @@ def format_summary(s, links: list[str]) -> str:
         lines += textwrap.wrap(config, width=WIDTH, initial_indent=" " * 19, subsequent_indent=" " * 19)
     else:
         lines.append("  best trial:      none reached max_epochs, so no model was registered")
+    if s.front:
+        shown = ", ".join(s.front[:8]) + (f", ... {len(s.front) - 8} more" if len(s.front) > 8 else "")
+        lines.append(f"  Pareto front:    {len(s.front)} trials ({shown}), tagged pareto=true in MLflow")
     if s.model_version:
         lines.append(
             f"  model:           {s.registered_model!r} version {s.model_version} (alias champion)  {s.model_uri}"

@@ -46,8 +46,8 @@ def build_tuner(
         Ledger(storage, spec.experiment, sweep_id, manifest, searcher),
         LiveView(
             spec.search.trials,
-            spec.objective.metric,
-            spec.objective.mode,
+            spec.primary.key,
+            spec.primary.mode,
             spec.early_stopping.max_epochs,
             already_ended=len(manifest.ended),
         ),

@@ -1,4 +1,4 @@
-"""Optuna search with correct fidelity, and the ASHA scheduler.
+"""Optuna search with correct fidelity, several objectives and deployment budgets.
 
 Ray's stock `OptunaSearch.on_trial_complete` tells Optuna that a trial ASHA stopped early is
 COMPLETE with its low-epoch value; TPE then treats a 2-epoch accuracy as if it were the final
@@ -6,6 +6,11 @@ one. `FidelityOptunaSearch` tells such a trial PRUNED (its intermediate values, 
 epoch, stay in the study), only trials that reached `max_epochs` COMPLETE, and errored or
 diverged trials FAIL. The result that stops or ends a trial reaches the study as its last
 intermediate value, and each Optuna trial names its Ray trial and MLflow run.
+
+With several objectives the study has one direction per objective and each epoch's values are
+user attributes (see `study`). With budgets each trial's measured costs become Optuna
+constraints before it is told, so the sampler learns which configs fit; a trial over budget
+(outcome `infeasible`) is told PRUNED, with no value: it never trained.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from orchestrator.outcomes import COMPLETED, DIVERGED, finite, trial_outcome
+from orchestrator.outcomes import COMPLETED, DIVERGED, INFEASIBLE, finite, trial_outcome
 from orchestrator.search.space import DefineByRun
-from orchestrator.search.study import MLFLOW_RUN_ID, OPTUNA_STATE, RAY_TRIAL_ID
+from orchestrator.search.study import MLFLOW_RUN_ID, OPTUNA_STATE, RAY_TRIAL_ID, record_costs, record_epoch
 from orchestrator.spec import SweepSpec
+from trainables.budgets import COSTS, budget_key
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +45,13 @@ class FidelityOptunaSearch(OptunaSearch):
         epoch_attr: str = "epoch",
         points_to_evaluate: list[dict] | None = None,
         require_links: bool = False,
+        budgets: dict[str, float] | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        metric = kwargs.get("metric")
+        self._keys = tuple(metric) if isinstance(metric, list | tuple) else (metric,)  # the objectives, in order
+        self._budgets = dict(budgets or {})  # reported cost metric -> its maximum
         # Ray would enqueue the baselines again each time a driver builds the searcher on the same study.
         for point in points_to_evaluate or []:
             self._ot_study.enqueue_trial(point, skip_if_exists=True)
@@ -87,10 +97,15 @@ class FidelityOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
-        value = result.get(self.metric)
-        if finite(value):
+        values = self._values(result)
+        if values is not None and not result.get("infeasible"):
             # Keyed by epoch, not training_iteration, so a restored trial reports the same steps.
-            _report(self._ot_trials[trial_id], float(value), int(result[self._epoch_attr]))
+            record_epoch(self._ot_trials[trial_id], values, int(result[self._epoch_attr]))
+
+    def _values(self, result: dict) -> tuple[float, ...] | None:
+        """The result's objective values, if every one is a finite number."""
+        values = [result.get(key) for key in self._keys]
+        return tuple(float(v) for v in values) if all(finite(v) for v in values) else None
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Ray hands the result that stops or ends a trial only to this method, never to
@@ -99,11 +114,14 @@ class FidelityOptunaSearch(OptunaSearch):
             return
         self._completed_trials.add(trial_id)
         result = result or {}
-        outcome = trial_outcome(result, errored=error, max_epochs=self._max_epochs, metric=self.metric)
-        value, epoch = result.get(self.metric), result.get(self._epoch_attr)
-        last = (int(epoch), float(value)) if finite(value) and epoch is not None and outcome != DIVERGED else None
+        outcome = trial_outcome(result, errored=error, max_epochs=self._max_epochs, metric=self._keys)
+        values, epoch = self._values(result), result.get(self._epoch_attr)
+        trained = outcome not in (DIVERGED, INFEASIBLE) and epoch is not None
         self._tells[trial_id] = _Tell(
-            last=last, state=OPTUNA_STATE[outcome], value=float(value) if outcome == COMPLETED else None
+            last=(int(epoch), values) if trained and values is not None else None,
+            state=OPTUNA_STATE[outcome],
+            values=values if outcome == COMPLETED else None,
+            costs={key: float(result[key]) for key in COSTS.values() if finite(result.get(key))},
         )
 
     def flush_tells(self) -> None:
@@ -114,8 +132,10 @@ class FidelityOptunaSearch(OptunaSearch):
                 continue
             try:
                 if tell.last is not None:
-                    _report(trial, tell.last[1], tell.last[0])
-                self._ot_study.tell(trial, tell.value, state=tell.state)
+                    record_epoch(trial, tell.last[1], tell.last[0])
+                record_costs(trial, tell.costs, self._budgets)
+                values = tell.values if tell.values is None or len(self._keys) > 1 else tell.values[0]
+                self._ot_study.tell(trial, values, state=tell.state)
             except UpdateFinishedTrialError:
                 pass  # told before a driver restart
             except (ValueError, RuntimeError) as exc:
@@ -140,32 +160,34 @@ class FidelityOptunaSearch(OptunaSearch):
 
 @dataclass(frozen=True)
 class _Tell:
-    last: tuple[int, float] | None  # (epoch, value) of the result that ended the trial
+    last: tuple[int, tuple[float, ...]] | None  # (epoch, objective values) of the result that ended the trial
     state: TrialState
-    value: float | None
-
-
-def _report(trial: optuna.Trial, value: float, step: int) -> None:
-    """Report once per step: a resumed trial repeats the steps since its checkpoint."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*is already reported")
-        trial.report(value, step)
+    values: tuple[float, ...] | None  # what a COMPLETE trial is told
+    costs: dict[str, float]  # the costs it measured, by reported metric
 
 
 def make_searcher(
-    spec: SweepSpec, study_name: str, storage: optuna.storages.BaseStorage | None, *, require_links: bool = False
+    spec: SweepSpec,
+    study_name: str,
+    storage: optuna.storages.BaseStorage | None,
+    *,
+    require_links: bool = False,
+    sampler: optuna.samplers.BaseSampler | None = None,
 ) -> FidelityOptunaSearch:
     """The sweep's searcher: its define-by-run space, sampler, study and baselines (a study in
-    memory when `storage` is None, as the replay benchmarks use)."""
+    memory when `storage` is None, and `sampler` instead of the spec's, as the replay benchmarks use)."""
     run_keys = {"max_epochs": spec.early_stopping.max_epochs, "weights": spec.weights.source}
     if "seed" not in spec.space:
         run_keys["seed"] = spec.search.seed
+    run_keys.update({budget_key(name): limit for name, limit in spec.budgets.items()})  # the trial checks them
+    several = len(spec.objectives) > 1
     return FidelityOptunaSearch(
         space=DefineByRun(spec, run_keys),
-        metric=spec.objective.metric,
-        mode=spec.objective.mode,
+        metric=list(spec.objective_keys) if several else spec.primary.key,
+        mode=list(spec.objective_modes) if several else spec.primary.mode,
+        budgets={COSTS[name]: limit for name, limit in spec.budgets.items()},
         points_to_evaluate=[dict(p) for p in spec.search.baselines] or None,
-        sampler=make_sampler(spec),
+        sampler=sampler or make_sampler(spec),
         study_name=study_name,
         storage=storage,
         max_epochs=spec.early_stopping.max_epochs,

@@ -16,6 +16,7 @@ from orchestrator.spec.models import (
     SearchParam,
     SweepSpec,
 )
+from orchestrator.spec.objectives import within_static_budgets
 from orchestrator.spec.reading import spec_text_for_logging
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "contains",
     "load_spec",
     "spec_text_for_logging",
+    "within_static_budgets",
 ]

@@ -16,7 +16,6 @@ from orchestrator.errors import SpecError, did_you_mean
 from orchestrator.spec.locations import check_local_dir, check_locations, check_weights_file, local_path
 from orchestrator.spec.models import (
     DIGITS_CLASSES,
-    REPORTED_METRICS,
     RESERVED_STORAGE_NAMES,
     CategoricalParam,
     FloatParam,
@@ -24,6 +23,7 @@ from orchestrator.spec.models import (
     IntParam,
     SweepSpec,
 )
+from orchestrator.spec.objectives import check_constraints, check_objectives
 from trainables.hyperparams import HYPERPARAMETERS
 from trainables.paths import cache_dir, write_atomically
 from trainables.weight_files import KINDS, WeightsError, parse_source
@@ -61,16 +61,13 @@ def check_spec(spec: SweepSpec, source: str, *, local_files: bool = True) -> Non
             f"{spec.experiment!r} is reserved: <storage>/{spec.experiment.lower()}/ holds what every experiment "
             "shares (the pretrained-weight cache); choose another name",
         )
-    if spec.objective.metric not in REPORTED_METRICS:
-        fail(
-            "objective.metric",
-            f"{spec.objective.metric!r} is not reported by trials; "
-            f"expected one of {list(REPORTED_METRICS)}{did_you_mean(spec.objective.metric, REPORTED_METRICS)}",
-        )
+    check_objectives(spec, fail)
     _check_data(spec, fail, local_files)
     _check_space(spec, fail)
     _check_conditions(spec, fail)
     _check_baselines(spec, fail)
+    if spec.constraints is not None:
+        check_constraints(spec, fail)  # after the space: it builds each backbone on the meta device
     _check_early_stopping(spec, fail)
     _check_resources(spec, fail)
     if spec.search.algorithm == "grid":

@@ -11,7 +11,9 @@ from pydantic import (
 
 from orchestrator.errors import SpecError, did_you_mean, shorten
 from orchestrator.spec.models import (
+    Budget,
     CategoricalParam,
+    Constraints,
     DataSpec,
     EarlyStopping,
     FloatParam,
@@ -35,6 +37,8 @@ def _all_field_names() -> set[str]:
     models = [
         SweepSpec,
         Objective,
+        Constraints,
+        Budget,
         DataSpec,
         ImageFolderSource,
         PretrainSpec,

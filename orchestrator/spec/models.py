@@ -39,6 +39,10 @@ MAX_BASELINES = 1_000
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
 MAX_TEXT = 4_096  # one path, URI or name: the OS's longest path
 MAX_NAME = 100  # an experiment or registered model name: also a directory name under `storage`
+# Objectives of one sweep: non-dominated sorting and the Pareto front grow with each one, and
+# Optuna's multi-objective TPE is studied for two or three.
+MAX_OBJECTIVES = 4
+MAX_BUDGET = 1e15  # parameters, MACs per image or milliseconds: past any model that runs anywhere
 
 REPORTED_METRICS = ("val_acc", "val_loss", "val_f1", "val_precision", "val_recall", "train_loss")
 DIGITS_CLASSES = list(range(10))
@@ -142,8 +146,42 @@ SpaceEntry = Annotated[
 
 
 class Objective(StrictModel):
-    metric: Text = "val_acc"
+    metric: Text = "val_acc"  # a reported metric, or (beside one, in a list) a cost: params, macs, latency_ms
     mode: Literal["max", "min"] = "max"
+
+    @property
+    def key(self) -> str:
+        """The metric trials report for it (a cost's name is the spec's: `params` is `total_params`)."""
+        from trainables.budgets import COSTS
+
+        return COSTS.get(self.metric, self.metric)
+
+
+def _objective_kind(value: Any) -> str | None:
+    return "list" if isinstance(value, list) else "single" if isinstance(value, dict) else None
+
+
+ObjectiveEntry = Annotated[
+    Annotated[Objective, Tag("single")]
+    | Annotated[list[Objective], Field(min_length=1, max_length=MAX_OBJECTIVES), Tag("list")],
+    Discriminator(
+        _objective_kind,
+        custom_error_type="invalid_objective",
+        custom_error_message="expected `{metric: NAME, mode: max|min}` or a list of them (several objectives)",
+    ),
+]
+
+
+class Budget(StrictModel):
+    max: float = Field(gt=0, le=MAX_BUDGET)
+
+
+class Constraints(StrictModel):
+    """Deployment budgets: a config over any of them never trains (outcome `infeasible`)."""
+
+    params: Budget | None = None  # parameters of the model (total_params)
+    macs: Budget | None = None  # multiply-accumulates per image at the input size
+    latency_ms: Budget | None = None  # median single-image latency on the trial's device
 
 
 class ImageFolderSource(StrictModel):
@@ -208,6 +246,8 @@ class EarlyStopping(StrictModel):
     max_epochs: int = Field(10, gt=0, le=MAX_EPOCHS)
     grace_period: int = Field(1, gt=0, le=MAX_EPOCHS)
     reduction_factor: float = Field(3.0, ge=MIN_REDUCTION_FACTOR, le=MAX_REDUCTION_FACTOR)
+    # gradual / lp_ft trials still partly frozen are judged at rungs only once fully trainable
+    phase_aware: bool = False
 
 
 class Resources(StrictModel):
@@ -222,7 +262,8 @@ class MlflowSpec(StrictModel):
 
 class SweepSpec(StrictModel):
     experiment: str = Field(pattern=NAME_PATTERN, max_length=MAX_NAME)
-    objective: Objective = Objective()
+    objective: ObjectiveEntry = Objective()
+    constraints: Constraints | None = None
     data: DataSpec = DataSpec()
     weights: WeightsSpec = WeightsSpec()
     search: SearchSpec = SearchSpec()
@@ -239,6 +280,30 @@ class SweepSpec(StrictModel):
     @property
     def fixed(self) -> dict[str, Any]:
         return {name: p for name, p in self.space.items() if not isinstance(p, BaseModel)}
+
+    @property
+    def objectives(self) -> tuple[Objective, ...]:
+        """What the sweep optimises, the first objective first (it picks the best trial)."""
+        return tuple(self.objective) if isinstance(self.objective, list) else (self.objective,)
+
+    @property
+    def primary(self) -> Objective:
+        return self.objectives[0]
+
+    @property
+    def objective_keys(self) -> tuple[str, ...]:
+        return tuple(o.key for o in self.objectives)
+
+    @property
+    def objective_modes(self) -> tuple[str, ...]:
+        return tuple(o.mode for o in self.objectives)
+
+    @property
+    def budgets(self) -> dict[str, float]:
+        """Each budgeted cost (its spec name) and its maximum."""
+        if self.constraints is None:
+            return {}
+        return {name: budget.max for name, budget in self.constraints if budget is not None}
 
     @property
     def backbones(self) -> list[str]:

@@ -106,7 +106,8 @@ class MLflowLiveLogger(Callback):
         self._run(trial_id)
         ending = self._ending[trial_id]
         runs = self.runs
-        outcome = trial_outcome(ending.last, errored=ending.errored, max_epochs=runs.max_epochs, metric=runs.metric)
+        objectives = (runs.metric, *runs.others)
+        outcome = trial_outcome(ending.last, errored=ending.errored, max_epochs=runs.max_epochs, metric=objectives)
         last_epoch = int(ending.last.get("epoch", 0))
         runs.finish_child(trial_id, outcome, last_epoch=last_epoch, error=ending.error, end_time_ms=ending.at_ms)
 

@@ -56,9 +56,11 @@ def register_best(
     name: str | None,
     description: str,
     tags: dict[str, str],
+    champion: bool = True,
 ) -> Registered:
     """Log `model` (images in [0, 1] -> logits) in the best run and, if `name` is set, register it
-    with `description` and `tags` and point the `champion` alias at it."""
+    with `description` and `tags` and (if `champion`) point the `champion` alias at it. A sweep with
+    several objectives registers every trial on its Pareto front, the champion being one of them."""
     mlflow.set_tracking_uri(client.tracking_uri)
     model_uri = logged_model_uri(client, experiment_id, run_id)
     if model_uri is None:
@@ -82,5 +84,6 @@ def register_best(
     client.update_model_version(name, version.version, description=description)
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
-    client.set_registered_model_alias(name, ALIAS, version.version)
+    if champion:
+        client.set_registered_model_alias(name, ALIAS, version.version)
     return Registered(model_uri=model_uri, version=str(version.version))

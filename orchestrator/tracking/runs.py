@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag, ViewType
-from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 from ray.tune.utils import flatten_dict
 
 from orchestrator.outcomes import finite
@@ -25,6 +25,8 @@ from orchestrator.tracking.schema import (
     OPTUNA_TRIAL,
     OUTCOME,
     PARENT,
+    PARETO,
+    PARETO_TRIALS,
     ROLE,
     SWEEP_ID,
     TRIAL_ID,
@@ -49,9 +51,10 @@ class SweepRuns:
     experiment: str
     sweep_id: str
     max_epochs: int
-    metric: str
+    metric: str  # the (first) objective
     mode: str = "max"
     parent_run_id: str | None = None
+    others: tuple[str, ...] = ()  # the further objectives of a sweep with several
     experiment_id: str | None = None
     _children: dict[str, str] = field(default_factory=dict)
     _logged: dict[str, dict[int, float | None]] = field(default_factory=dict)  # trial -> epoch -> objective
@@ -190,6 +193,20 @@ class SweepRuns:
         status = run_status(outcome)
         if run.status != status or (end_time_ms is not None and run.end_time != end_time_ms):
             client.set_terminated(run_id, status, end_time=end_time_ms)
+
+    def mark_front(self, front: list[str], trial_ids: list[str]) -> None:
+        """Tag each trial's run `pareto` true or false, and list the front's trials on the parent
+        (`pareto.trial_ids`, cut with `...` past MLflow's tag length; `pareto.size` counts them)."""
+        client, on = self.client, set(front)
+        for trial_id in trial_ids:
+            run_id = self._children.get(trial_id) or self.find_child(trial_id)
+            if run_id is not None:
+                client.set_tag(run_id, PARETO, str(trial_id in on).lower())
+        listed = ",".join(front)
+        if len(listed) > MAX_TAG_VAL_LENGTH:
+            listed = listed[: MAX_TAG_VAL_LENGTH - 4].rsplit(",", 1)[0] + ",..."
+        tags = [RunTag(PARETO_TRIALS, listed), RunTag(f"{PARETO}.size", str(len(front)))]
+        client.log_batch(self.parent_run_id, tags=tags)
 
     def log_summary_metrics(self, run_id: str, metrics: dict[str, float]) -> None:
         now = int(time.time() * 1000)

@@ -6,7 +6,7 @@ import numbers
 
 from mlflow.entities import Metric
 
-from orchestrator.outcomes import COMPLETED, PRUNED, finite
+from orchestrator.outcomes import COMPLETED, INFEASIBLE, PRUNED, finite
 
 ROLE, SWEEP_ID, TRIAL_ID, OUTCOME = "orchestrator.role", "orchestrator.sweep_id", "ray.trial_id", "outcome"
 
@@ -18,6 +18,11 @@ PARENT = "mlflow.parentRunId"
 
 
 NODE_ID = "ray.node_id"
+
+
+# Several objectives: each child run says whether it is on the sweep's Pareto front, and the parent
+# lists the front's trials.
+PARETO, PARETO_TRIALS = "pareto", "pareto.trial_ids"
 
 
 INTERRUPTED = "interrupted"  # outcome tag of a trial stopped with its sweep (it resumes with it)
@@ -41,6 +46,7 @@ RAY_KEYS = {
     "should_checkpoint",
     "epoch",
     "diverged",
+    "infeasible",
 }
 
 
@@ -56,4 +62,8 @@ def metrics_of(result: dict, step: int, timestamp_ms: int) -> list[Metric]:
 
 
 def run_status(outcome: str) -> str:
-    return "FINISHED" if outcome in (COMPLETED, PRUNED) else "KILLED" if outcome == INTERRUPTED else "FAILED"
+    """FINISHED for a trial the sweep's rules ended (it reached max_epochs, ASHA stopped it, or it was
+    over budget); FAILED for one that broke; KILLED for one stopped with its sweep."""
+    if outcome in (COMPLETED, PRUNED, INFEASIBLE):
+        return "FINISHED"
+    return "KILLED" if outcome == INTERRUPTED else "FAILED"

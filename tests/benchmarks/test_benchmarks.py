@@ -1,6 +1,7 @@
 """Smoke test of the benchmark suite: its three cheap sections end to end, at tiny sizes."""
 
 import json
+import math
 
 from benchmarks.profiles import SMOKE
 from benchmarks.run import run_benchmarks
@@ -22,7 +23,10 @@ def test_search_searcher_and_tracking_sections_write_positive_figures_as_json_an
         assert section["figures"]
         for figure in section["figures"]:
             assert figure["n"] == len(figure["values"]) > 0
-            assert all(value > 0 for value in figure["values"])
+            assert all(math.isfinite(value) for value in figure["values"])
+            # compute, times and ratios are positive; over-budget epochs (goal 0), shares and differences need not be
+            if "over-budget" not in figure["name"] and figure["unit"] in ("x", "ms", "/s", "epochs"):
+                assert all(value > 0 for value in figure["values"]), figure["name"]
             assert figure["min"] <= figure["median"] <= figure["max"]
             assert (figure["met"] is None) == (figure["goal"] is None)
 
@@ -31,6 +35,15 @@ def test_search_searcher_and_tracking_sections_write_positive_figures_as_json_an
     assert len(search["random"]) == SMOKE.search_random_seeds
     # every trial ran an epoch, but the one beside the trial that reached the target may not have yet
     assert all(o["trial_epochs"] >= o["trials"] - 1 for o in search["ours"])
+    # budgets: no trial over a parameter or MAC budget ran an epoch; the unconstrained search spent some there
+    for label, runs in search["budgets"]["budgets"].items():
+        assert len(runs["ours"]) == len(runs["unconstrained"]) == SMOKE.search_seeds
+        assert all(r["over_budget_epochs"] == 0 for r in runs["ours"]), label
+        assert sum(r["over_budget_epochs"] for r in runs["unconstrained"]) > 0, label
+    objectives = search["objectives"]
+    assert 0 < objectives["target"] <= 1 and all(len(objectives[m]) == SMOKE.search_seeds for m in ("ours", "random"))
+    assert all(0 <= hv <= 1 + 1e-9 for curve in objectives["ours"] for _, hv in curve)
+    assert len(search["phases"]["plain"]) == len(search["phases"]["phase_aware"]) == SMOKE.search_seeds
     # in every storage, the timed suggestions came after the prior trials, each one a new trial in the study
     for storage in ("journal", "sqlite", "memory"):
         searcher = data["sections"][1]["details"][storage]
@@ -42,3 +55,14 @@ def test_search_searcher_and_tracking_sections_write_positive_figures_as_json_an
     rows = [line for line in table.splitlines() if line.startswith(("| 2 ", "| 5 ", "| 6 "))]
     assert len(rows) == sum(len(s["figures"]) for s in data["sections"])
     assert any("time per suggestion" in row and "< 50" in row for row in rows)
+
+
+def test_hypervolume_is_the_area_the_front_dominates_up_to_the_reference_point():
+    import pytest
+
+    from benchmarks.replay_objectives import REFERENCE, hypervolume
+
+    assert hypervolume([(0.0, 0.0)]) == pytest.approx(REFERENCE**2)
+    assert hypervolume([(0.0, 1.0), (1.0, 0.0)]) == pytest.approx(0.21)
+    assert hypervolume([(0.0, 1.0), (1.0, 0.0), (1.0, 1.0)]) == pytest.approx(0.21)  # a dominated point adds nothing
+    assert hypervolume([(2.0, 0.0)]) == 0.0 and hypervolume([]) == 0.0  # beyond the reference point

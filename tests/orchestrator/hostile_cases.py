@@ -1362,3 +1362,161 @@ CASES: list[Case] = [
         commands=("sweep",),
     ),
 ]
+
+# -- budgets and objectives: `constraints`, `objective` as a list, `early_stopping.phase_aware` -----------
+# BASE's backbones at their own input size (160 px), 5 classes: test_resnet 373,173 parameters and
+# 102,451,680 MACs per image, test_vit 306,565 and 37,571,648.
+CASES += [
+    Case(
+        "budget_unknown_cost",
+        "budgets",
+        add("constraints: {latency: {max: 2.0}}\n"),
+        "constraints.latency",
+        "did you mean 'latency_ms'",
+    ),
+    Case(
+        "budget_flops_for_macs",
+        "budgets",
+        add("constraints: {flops: {max: 1.0e9}}\n"),
+        "constraints.flops",
+        "unknown key",
+    ),
+    Case("budget_nan", "budgets", add("constraints: {params: {max: .nan}}\n"), "constraints.params.max", "finite"),
+    Case("budget_inf", "budgets", add("constraints: {macs: {max: .inf}}\n"), "constraints.macs.max", "finite"),
+    Case(
+        "budget_zero", "budgets", add("constraints: {params: {max: 0}}\n"), "constraints.params.max", "greater than 0"
+    ),
+    Case(
+        "budget_negative",
+        "budgets",
+        add("constraints: {latency_ms: {max: -1}}\n"),
+        "constraints.latency_ms.max",
+        "greater than 0",
+    ),
+    Case(
+        "budget_string",
+        "budgets",
+        add("constraints: {params: {max: '5e6'}}\n"),
+        "constraints.params.max",
+        "valid number",
+    ),
+    Case(
+        "budget_bool", "budgets", add("constraints: {params: {max: true}}\n"), "constraints.params.max", "valid number"
+    ),
+    Case(
+        "budget_huge",
+        "budgets",
+        add("constraints: {macs: {max: 1.0e300}}\n"),
+        "constraints.macs.max",
+        "less than or equal",
+    ),
+    Case(
+        "budget_scalar", "budgets", add("constraints: {params: 5000000}\n"), "constraints.params", "must be a mapping"
+    ),
+    Case("budget_without_max", "budgets", add("constraints: {params: {}}\n"), "constraints.params.max", "required"),
+    Case(
+        "budget_with_min",
+        "budgets",
+        add("constraints: {params: {max: 1.0e6, min: 1}}\n"),
+        "constraints.params.min",
+        "unknown key",
+    ),
+    Case("budget_list", "budgets", add("constraints: [params]\n"), "constraints", "must be a mapping"),
+    Case("budget_empty", "budgets", add("constraints: {}\n"), "constraints", "sets no budget", sweep=True),
+    Case(
+        "budget_no_config_meets",
+        "budgets",
+        add("constraints: {params: {max: 1000}}\n"),
+        "constraints.params.max",
+        "the cheapest backbone in the space, test_vit, has 306,565 parameters",
+        sweep=True,
+    ),
+    Case(
+        "budget_no_config_meets_macs",
+        "budgets",
+        add("constraints: {macs: {max: 1.0e6}}\n"),
+        "constraints.macs.max",
+        "test_vit, has 37,571,648 MACs per image",
+    ),
+    Case(
+        "budgets_never_met_together",
+        "budgets",
+        # test_resnet: fewer parameters than mobilenetv3_small_050 (373,173 to 573,349), far more MACs
+        add("constraints: {params: {max: 4.0e5}, macs: {max: 5.0e7}}\n").replace(
+            "[test_resnet, test_vit]", "[test_resnet, mobilenetv3_small_050]"
+        ),
+        "constraints",
+        "no backbone meets every budget at once (within params only test_resnet; macs only mobilenetv3_small_050)",
+    ),
+    Case("objectives_empty", "objectives", add("objective: []\n"), "objective", "at least 1 item"),
+    Case(
+        "objectives_too_many",
+        "objectives",
+        add(
+            "objective: [{metric: val_acc}, {metric: val_f1}, {metric: val_loss, mode: min}, "
+            "{metric: params, mode: min}, {metric: macs, mode: min}]\n"
+        ),
+        "objective",
+        "at most 4 items",
+    ),
+    Case("objective_bare_name", "objectives", add("objective: val_acc\n"), "objective", "or a list of them"),
+    Case(
+        "objectives_bare_names",
+        "objectives",
+        add("objective: [val_acc, latency_ms]\n"),
+        "objective[0]",
+        "must be a mapping",
+    ),
+    Case(
+        "objectives_twice",
+        "objectives",
+        add("objective: [{metric: val_acc}, {metric: val_acc, mode: min}]\n"),
+        "objective[1].metric",
+        "already an objective",
+    ),
+    Case(
+        "objectives_cost_typo",
+        "objectives",
+        add("objective: [{metric: val_acc}, {metric: latncy_ms, mode: min}]\n"),
+        "objective[1].metric",
+        "did you mean 'latency_ms'",
+    ),
+    Case(
+        "objectives_cost_maximised",
+        "objectives",
+        add("objective: [{metric: val_acc}, {metric: params, mode: max}]\n"),
+        "objective[1].mode",
+        "mode must be 'min'",
+    ),
+    Case(
+        "objectives_costs_only",
+        "objectives",
+        add("objective: [{metric: params, mode: min}, {metric: macs, mode: min}]\n"),
+        "objective",
+        "costs alone need no training",
+        sweep=True,
+    ),
+    Case(
+        "objective_single_cost",
+        "objectives",
+        add("objective: {metric: latency_ms, mode: min}\n"),
+        "objective.metric",
+        "is a cost",
+    ),
+    Case(
+        "objectives_mode_int",
+        "objectives",
+        add("objective: [{metric: val_acc, mode: 1}]\n"),
+        "objective[0].mode",
+        "'max' or 'min'",
+    ),
+    Case(
+        "phase_aware_string",
+        "objectives",
+        replace(
+            "early_stopping: {max_epochs: 3, grace_period: 1}", "early_stopping: {max_epochs: 3, phase_aware: 'on'}"
+        ),
+        "early_stopping.phase_aware",
+        "valid boolean",
+    ),
+]

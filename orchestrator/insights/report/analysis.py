@@ -41,8 +41,8 @@ def pareto_front(costs: list[float], values: list[float]) -> list[int]:
 def best_ranges(trials: list[optuna.trial.FrozenTrial], params: list[str], mode: str) -> dict[str, ValueRange]:
     """For each parameter, the range its values span in the top quartile (at least 2) of the
     completed trials, by the value Optuna was told."""
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value)]
-    done.sort(key=lambda t: t.value, reverse=mode == "max")
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t.values and math.isfinite(t.values[0])]
+    done.sort(key=lambda t: t.values[0], reverse=mode == "max")  # the first objective, with several
     top = done[: max(2, math.ceil(len(done) * TOP_FRACTION))]
     ranges = {}
     for name in params:
@@ -69,14 +69,17 @@ def study_importances(
     except KeyError:
         return Importances(note=f"the Optuna study {sweep_id!r} was not found"), {}
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    values, problem = _fanova(complete, study.direction, seed=0)
+    direction = study.directions[0]
+    if len(study.directions) > 1:  # importances for the first objective: each trial as if it had only that one
+        complete = [_first_objective(t) for t in complete]
+    values, problem = _fanova(complete, direction, seed=0)
     if problem:
         return Importances(trials=len(complete), note=problem), {}
-    spread = _bootstrap_spread(complete, study.direction, list(values))
+    spread = _bootstrap_spread(complete, direction, list(values))
     within = {}
     for name, condition in conditions.items():
         subset = [t for t in complete if name in t.params]
-        found, _ = _fanova(subset, study.direction, seed=0)
+        found, _ = _fanova(subset, direction, seed=0)
         if name in found:
             within[name] = (condition, found[name], len(subset))
     return (
@@ -88,6 +91,12 @@ def study_importances(
             within=within,
         ),
         best_ranges(complete, list(values), mode),
+    )
+
+
+def _first_objective(trial: optuna.trial.FrozenTrial) -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(
+        params=trial.params, distributions=trial.distributions, value=trial.values[0], state=TrialState.COMPLETE
     )
 
 

@@ -14,10 +14,11 @@ from orchestrator.errors import UserError
 from orchestrator.insights.rank import KIND_TAG
 from orchestrator.insights.report.analysis import asha_rungs, study_importances
 from orchestrator.insights.report.figures import draw_figures
+from orchestrator.insights.report.front import front_figures
 from orchestrator.insights.report.model import ACCURACY, Prediction, Report, TrialRow
 from orchestrator.insights.report.render import log_report
 from orchestrator.spec import SweepSpec
-from orchestrator.tracking import OUTCOME, SWEEP_ID, TRIAL_ID, SweepRuns, child_runs, parent_runs
+from orchestrator.tracking import OUTCOME, PARETO, SWEEP_ID, TRIAL_ID, SweepRuns, child_runs, parent_runs
 
 RANK_PREFIX, RANK_RUN_PREFIX = "rank.logme.", "logme."
 
@@ -35,9 +36,9 @@ def make_report(spec: SweepSpec, runs: SweepRuns, optuna_url: str, *, best_run_i
 def build_report(
     spec: SweepSpec, client: MlflowClient, parent: Run, optuna_url: str, *, best_run_id: str | None = None
 ) -> Report:
-    metric, mode, es = spec.objective.metric, spec.objective.mode, spec.early_stopping
+    metric, mode, es = spec.primary.key, spec.primary.mode, spec.early_stopping
     sweep_id = parent.data.tags[SWEEP_ID]
-    rows = gather_trials(client, parent, metric, mode)
+    rows = gather_trials(client, parent, metric, mode, others=spec.objective_keys[1:])
     best_run_id = best_run_id or parent.data.tags.get("best.run_id") or (rows[0].run_id if rows else None)
     conditions = {name: _condition_text(param.when) for name, param in spec.searched.items() if param.when}
     importances, ranges = study_importances(optuna_url, sweep_id, mode, conditions)
@@ -55,16 +56,20 @@ def build_report(
         importances=importances,
         best_ranges=ranges,
         spent_epochs=sum(r.epochs for r in rows),
-        full_epochs=len(rows) * es.max_epochs,
+        full_epochs=sum(r.outcome != "infeasible" for r in rows) * es.max_epochs,  # over budget: never to train
         prediction=_prediction(client, parent, rows),
+        objectives=list(zip(spec.objective_keys, spec.objective_modes, strict=True)),
+        budgets=spec.budgets,
     )
     report.figures = draw_figures(report)
+    report.figures.update(front_figures(report))
     return report
 
 
-def gather_trials(client: MlflowClient, parent: Run, metric: str, mode: str) -> list[TrialRow]:
+def gather_trials(client: MlflowClient, parent: Run, metric: str, mode: str, others=()) -> list[TrialRow]:
     """Every child run of the sweep, ranked best first by the objective at its best epoch
-    (runs without the objective last); val_acc and val_f1 are read at that epoch."""
+    (runs without the objective last); val_acc and val_f1 are read at that epoch, and every
+    objective (`metric`, `others`) at the last one."""
     sign = 1 if mode == "max" else -1
     rows = []
     for run in child_runs(client, parent):
@@ -90,6 +95,8 @@ def gather_trials(client: MlflowClient, parent: Run, metric: str, mode: str) -> 
                 transferred_groups=latest.get("transferred_groups"),
                 body_groups=latest.get("body_groups"),
                 drift={k.removeprefix("drift/"): v for k, v in latest.items() if k.startswith("drift/")},
+                finals={key: latest[key] for key in (metric, *others) if key in latest},
+                pareto={"true": True, "false": False}.get(tags.get(PARETO, "")),
             )
         )
     return sorted(rows, key=lambda r: -sign * r.best if r.best is not None else math.inf)

@@ -31,6 +31,8 @@ class TrialRow:
     transferred_groups: float | None = None  # k, as the trial reported it
     body_groups: float | None = None  # L, the backbone's body layer groups
     drift: dict[str, float] = field(default_factory=dict)
+    finals: dict[str, float] = field(default_factory=dict)  # each objective at the last epoch
+    pareto: bool | None = None  # several objectives: on the Pareto front (the run's `pareto` tag)
 
     @property
     def baseline(self) -> bool:
@@ -95,6 +97,15 @@ class Report:
     prediction: Prediction | None
     figures: dict[str, bytes] = field(default_factory=dict)
     location: str = ""  # where index.html was logged
+    objectives: list[tuple[str, str]] = field(default_factory=list)  # (metric, mode), the first one first
+    budgets: dict[str, float] = field(default_factory=dict)  # the spec's constraints: cost name -> max
+
+    @property
+    def outcomes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.trials:
+            counts[row.outcome] = counts.get(row.outcome, 0) + 1
+        return counts
 
     @property
     def saved_fraction(self) -> float:

@@ -13,6 +13,8 @@ from urllib.parse import urlparse
 from mlflow import MlflowClient
 from mlflow.utils.file_utils import local_file_uri_to_path
 
+from orchestrator.insights.report.budgets import budget_data, budget_html, budget_line
+from orchestrator.insights.report.front import FIGURE, front_data, front_html, front_lines
 from orchestrator.insights.report.model import ACCURACY, LEADERBOARD_ROWS, TERMINAL_ROWS, Report, TrialRow, num
 
 
@@ -52,12 +54,14 @@ def report_data(report: Report) -> dict:
         "best_ranges": {k: str(v) for k, v in report.best_ranges.items()},
         "compute": {"spent_epochs": report.spent_epochs, "full_epochs": report.full_epochs, "rungs": report.rungs},
         "prediction": asdict(report.prediction) if report.prediction else None,
+        "pareto": front_data(report),
+        "budgets": budget_data(report),
     }
 
 
 def terminal_summary(report: Report, rows: int = TERMINAL_ROWS) -> str:
     lines = ["", f"Report of sweep {report.sweep_id}"]
-    for i, row in enumerate(report.trials[:rows]):
+    for i, row in enumerate(_ranked(report)[:rows]):
         head = "  top trials:      " if i == 0 else " " * 19
         lines.append(f"{head}{_row_line(i + 1, row, report)}")
     imp = report.importances
@@ -72,6 +76,9 @@ def terminal_summary(report: Report, rows: int = TERMINAL_ROWS) -> str:
     else:
         lines.append(f"  importances:     none: {imp.note}")
     lines.append(f"  compute:         {_compute_line(report)}")
+    lines += front_lines(report)
+    if budget_line(report):
+        lines.append(f"  budgets:         {budget_line(report)}")
     if report.prediction:
         p = report.prediction
         rho = f"Spearman rho = {p.spearman:.2f}" if p.spearman is not None else p.note
@@ -87,6 +94,15 @@ def _row_line(rank: int, row: TrialRow, report: Report) -> str:
     if report.metric not in (ACCURACY, "val_f1"):
         scores = f"{report.metric}={num(row.best)} " + scores
     return f"#{rank}{star}{row.trial_id}  {scores}  {config}  ({row.outcome}, {row.epochs} ep)"
+
+
+def _ranked(report: Report) -> list[TrialRow]:
+    """The leaderboard's trials: those that trained (infeasible ones are listed under Budgets)."""
+    return [r for r in report.trials if r.outcome != "infeasible"]
+
+
+def _outcome_counts(report: Report) -> str:
+    return ", ".join(f"{n} {outcome}" for outcome, n in sorted(report.outcomes.items()))
 
 
 def _compute_line(report: Report) -> str:
@@ -114,7 +130,8 @@ def render_html(report: Report) -> str:
         f"<!doctype html><html><head><meta charset='utf-8'><title>Sweep {e(report.sweep_id)}</title>",
         f"<style>{STYLE}</style></head><body>",
         f"<h1>Sweep {e(report.sweep_id)} of experiment {e(report.experiment)}</h1>",
-        f"<p>{len(report.trials)} trials; objective {e(report.metric)} ({e(report.mode)}); "
+        f"<p>{len(report.trials)} trials ({e(_outcome_counts(report))}); "
+        f"objective {e(report.metric)} ({e(report.mode)}); "
         f"MLflow parent run <code>{e(report.parent_run_id)}</code>. <span class='tag best'>best</span> marks the "
         "registered best trial (the best completed trial by its final value), <span class='tag baseline'>"
         "baseline</span> the spec's baselines (reference points, run to max_epochs). Each row shows the trial "
@@ -142,6 +159,8 @@ def render_html(report: Report) -> str:
         "once, on its own device, as the median of timed runs after a warm-up (torch.utils.benchmark), but trials "
         "that share a machine slow each other down, so the same architecture reads tens of percent apart.</p>",
         _figure_html(report, "tradeoff.png"),
+        front_html(report, _figure_html(report, FIGURE)),
+        budget_html(report),
     ]
     if report.prediction is not None:
         parts += ["<h2>Predicted against achieved</h2>", _prediction_html(report)]
@@ -154,7 +173,7 @@ def _leaderboard_html(report: Report) -> str:
     extra = [report.metric] if report.metric not in (ACCURACY, "val_f1") else []
     head = ["#", "trial", *report.searched, *extra, ACCURACY, "val_f1", "epoch", "params", "latency ms", "outcome"]
     body = []
-    for i, r in enumerate(report.trials[:LEADERBOARD_ROWS]):
+    for i, r in enumerate(_ranked(report)[:LEADERBOARD_ROWS]):
         tags = "<span class='tag best'>best</span>" if r.run_id == report.best_run_id else ""
         tags += "<span class='tag baseline'>baseline</span>" if r.baseline else ""
         cells = [f"<td>{i + 1}</td>", f"<td class='l'>{e(r.trial_id)}{tags}</td>"]
@@ -165,8 +184,9 @@ def _leaderboard_html(report: Report) -> str:
         cells += [f"<td>{e(num(v))}</td>" for v in values] + [f"<td class='l'>{e(r.outcome)}</td>"]
         body.append(f"<tr>{''.join(cells)}</tr>")
     header = "".join(f"<th class='l'>{e(h)}</th>" if h in report.searched else f"<th>{e(h)}</th>" for h in head)
-    cut = len(report.trials) > LEADERBOARD_ROWS
-    note = f"<p class='note'>Top {LEADERBOARD_ROWS} of {len(report.trials)}.</p>" if cut else ""
+    ranked = _ranked(report)
+    cut = len(ranked) > LEADERBOARD_ROWS
+    note = f"<p class='note'>Top {LEADERBOARD_ROWS} of {len(ranked)}.</p>" if cut else ""
     return f"<div class='wide'><table><tr>{header}</tr>{''.join(body)}</table></div>{note}"
 
 

@@ -8,9 +8,17 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from orchestrator.search import DefineByRun, FidelityOptunaSearch, make_scheduler, open_study_storage
+from orchestrator.search import (
+    DefineByRun,
+    FidelityOptunaSearch,
+    epoch_values,
+    make_scheduler,
+    open_study_storage,
+    violates,
+)
 from orchestrator.spec import load_spec
 from tests.orchestrator.spec.test_loading import GOOD
+from trainables.budgets import infeasible_result
 
 MAX_EPOCHS = 3
 
@@ -232,3 +240,72 @@ def test_trials_a_driver_asked_for_before_dying_are_handed_out_by_the_next_one(s
     second.suggest("c")
     trials = second._ot_study.get_trials()
     assert len(trials) == 3 and [t.user_attrs["ray.trial_id"] for t in trials] == ["a", "b", "c"]
+
+
+# -- several objectives and budgets ---------------------------------------------------------------
+
+
+def _searcher_with(spec, **kwargs):
+    """`_searcher` with its metric and mode replaced."""
+    return FidelityOptunaSearch(
+        space=DefineByRun(spec, {"max_epochs": MAX_EPOCHS, "seed": 0, "weights": "pretrain"}),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+        max_epochs=MAX_EPOCHS,
+        **kwargs,
+    )
+
+
+def _results(accs, latency=2.0, **extra):
+    return [
+        {"epoch": e, "val_acc": a, "latency_ms": latency, "total_params": 1e5, **extra} for e, a in enumerate(accs, 1)
+    ]
+
+
+def _drive(searcher, trial_id, results):
+    searcher.suggest(trial_id)
+    for result in results[:-1]:
+        searcher.on_trial_result(trial_id, result)
+    searcher.on_trial_complete(trial_id, result=results[-1])
+    searcher.flush_tells()
+
+
+def test_several_objectives_keep_every_epochs_values_and_tell_the_final_ones(spec):
+    searcher = _searcher_with(spec, metric=["val_acc", "latency_ms"], mode=["max", "min"])
+    _drive(searcher, "full", _results([0.3, 0.5, 0.7], latency=2.0))
+    _drive(searcher, "early", _results([0.2, 0.4], latency=1.0))
+    full, early = searcher._ot_study.get_trials()
+    assert len(searcher._ot_study.directions) == 2
+    assert full.state == TrialState.COMPLETE and full.values == pytest.approx([0.7, 2.0])
+    assert epoch_values(full) == {1: (0.3, 2.0), 2: (0.5, 2.0), 3: (0.7, 2.0)}  # the last epoch included
+    assert full.intermediate_values == {}  # Optuna keeps none for several objectives
+    assert early.state == TrialState.PRUNED and early.values is None
+    assert epoch_values(early) == {1: (0.2, 1.0), 2: (0.4, 1.0)}
+
+
+def test_a_trial_over_budget_is_pruned_with_its_constraint_violated_and_no_values(spec):
+    searcher = _searcher_with(spec, metric="val_acc", mode="max", budgets={"total_params": 2e5})
+    _drive(searcher, "fits", _results([0.3, 0.5, 0.7]))
+    _drive(searcher, "over", [infeasible_result({"total_params": 5e5, "macs": 1e6})])
+    fits, over = searcher._ot_study.get_trials()
+    assert fits.state == TrialState.COMPLETE and fits.constraints == {"total_params": pytest.approx(-0.5)}
+    assert over.state == TrialState.PRUNED and over.value is None and over.intermediate_values == {}
+    assert over.constraints == {"total_params": pytest.approx(1.5)} and violates(over) and not violates(fits)
+    assert over.user_attrs["costs"] == {"total_params": 5e5, "macs": 1e6}
+
+
+def test_an_infeasible_result_is_infeasible_whatever_its_nan_objectives(spec):
+    searcher = _searcher_with(spec, metric=["val_acc", "latency_ms"], mode=["max", "min"], budgets={"latency_ms": 1.0})
+    _drive(searcher, "slow", [infeasible_result({"total_params": 1e5, "latency_ms": 3.0})])
+    (trial,) = searcher._ot_study.get_trials()
+    assert trial.state == TrialState.PRUNED and epoch_values(trial) == {}  # not FAIL, as a diverged trial would be
+    assert trial.constraints == {"latency_ms": pytest.approx(2.0)}
+
+
+def test_the_sweeps_searcher_puts_budgets_in_every_trial_config(write_spec):
+    from orchestrator.search import make_searcher
+
+    text = GOOD + "constraints: {params: {max: 4.0e5}, latency_ms: {max: 2.5}}\n"
+    searcher = make_searcher(load_spec(write_spec(text)), "s", None)
+    config = searcher.suggest("t")
+    assert config["max_params"] == 4.0e5 and config["max_latency_ms"] == 2.5 and "max_macs" not in config
+    assert searcher._budgets == {"total_params": 4.0e5, "latency_ms": 2.5}
