@@ -68,7 +68,7 @@ def test_the_parent_run_holds_the_report_and_its_numbers_are_mlflows(small_sweep
 
     # the page shows the same numbers: the top trial's row holds its id, val_acc and val_f1
     top = rows[0]
-    html_row = next(r for r in page.split("<tr>") if f"<td class='l'>{top['trial_id']}</td>" in r)
+    html_row = next(r for r in page.split("<tr>") if f"<td class='l'>{top['trial_id']}" in r)
     assert f"<td>{top['val_acc']:.4g}</td><td>{top['val_f1']:.4g}</td>" in html_row
     # importances come with a figure, or the page says why there are none
     assert ("importances.png" in pngs) == bool(data["importances"])

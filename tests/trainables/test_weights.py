@@ -215,7 +215,7 @@ def test_weights_paths_the_os_cannot_take_are_refused(raw, words):
 
 
 def test_the_spec_check_and_the_loader_accept_the_same_suffixes():
-    from trainables.weights import WEIGHTS_SUFFIXES, has_weights_suffix
+    from trainables.weight_files import WEIGHTS_SUFFIXES, has_weights_suffix
 
     assert {".safetensors", ".pth", ".pth.tar", ".pt", ".bin"} == set(WEIGHTS_SUFFIXES)
     assert has_weights_suffix("best.PTH.TAR") and not has_weights_suffix("best.tar") and not has_weights_suffix("w.pkl")
