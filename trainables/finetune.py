@@ -16,10 +16,11 @@ import torch
 from ray import tune
 from torch import nn
 
-from trainables.checkpoints import read_checkpoint, write_checkpoint
+from trainables.checkpoints import ResumeSchedule, TrialState, load_final_weights, resume_candidates
 from trainables.data import ImageSplit, TaskData
 from trainables.feature_cache import FeatureCache
 from trainables.gpu_memory import explain_out_of_memory
+from trainables.history import last_epoch, read_history
 from trainables.hyperparams import with_defaults
 from trainables.loop import EVAL_METRICS, evaluate, train_one_epoch
 from trainables.measure import latency_ms_per_image, multiply_accumulates, snapshot, weight_drift
@@ -79,23 +80,27 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
         "latency_ms": latency_ms_per_image(model, data_cfg["input_size"], device),
     }
 
-    done, history = _restore(model, optimizer, device)
-    if done >= max_epochs:  # the driver died after the final checkpoint: tell Tune how the trial ended
+    def frozen_at(epoch: int) -> int:  # body groups frozen during `epoch`, by the unfreeze schedule
+        return frozen_group_count(
+            cfg["unfreeze"],
+            epoch=epoch,
+            k=k,
+            num_body_groups=len(groups.body),
+            unfreeze_every=cfg["unfreeze_every"],
+            lp_epochs=cfg["lp_epochs"],
+        )
+
+    # Resume: the newest resume point, then the epochs after it that the record already holds, re-run
+    # without reporting them (see checkpoints.py: what a checkpoint holds, and when).
+    state, resume_points = TrialState(model, optimizer, groups), ResumeSchedule(max_epochs)
+    resumed, history = _restore(state, device)
+    reported = last_epoch(history)
+    if reported >= max_epochs:  # the driver died after the final checkpoint: tell Tune how the trial ended
         tune.report(history[-1]["metrics"])
         return
-    start_epoch = done + 1
 
-    for epoch in range(start_epoch, max_epochs + 1):
-        freezer.freeze_first(
-            frozen_group_count(
-                cfg["unfreeze"],
-                epoch=epoch,
-                k=k,
-                num_body_groups=len(groups.body),
-                unfreeze_every=cfg["unfreeze_every"],
-                lp_epochs=cfg["lp_epochs"],
-            )
-        )
+    for epoch in range(resumed + 1, max_epochs + 1):
+        freezer.freeze_first(frozen_at(epoch))
         scheduler.step(epoch - 1)
         seed_epoch(cfg["seed"], epoch)
         freezer.train()
@@ -123,6 +128,8 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
         if not math.isfinite(stats.loss):  # stop the trial; NaN validation metrics mark it failed downstream
             tune.report({"epoch": epoch, "train_loss": stats.loss, "diverged": 1, **DIVERGED_VALIDATION})
             return
+        if epoch <= reported:
+            continue  # re-run to where the record is: reported before the trial was interrupted
         val = evaluate(net, eval_batches, device=device, **numerics)
         metrics = {
             "epoch": epoch,
@@ -142,7 +149,10 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
             "node_id": ray.get_runtime_context().get_node_id(),  # which machine ran this epoch
         }
         history.append({"metrics": metrics, "timestamp": time.time()})
-        _report_with_checkpoint(history, model, optimizer)
+        untouched = min(frozen_at(e) for e in range(1, epoch + 1))  # groups frozen since the first epoch
+        _report_with_checkpoint(
+            history, state, untouched=untouched, resume=resume_points.due(epoch), final=epoch == max_epochs
+        )
 
 
 def _trial_cpus() -> int:
@@ -153,27 +163,34 @@ def _trial_cpus() -> int:
         return max(1, min(4, os.cpu_count() or 1))
 
 
-def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, list[dict]]:
-    """Load Tune's checkpoint if this trial is resuming; returns the last finished epoch and the history so far."""
+def _restore(state: TrialState, device: torch.device) -> tuple[int, list[dict]]:
+    """If Tune resumes this trial: the epoch its newest resume point is at (0 if none is left), and
+    the history its checkpoint holds."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return 0, []
     with checkpoint.as_directory() as directory:
-        return read_checkpoint(directory, model, optimizer, device)
+        history = read_history(directory)
+    for candidate in resume_candidates(checkpoint):
+        with candidate.as_directory() as directory:
+            epoch = state.read(directory, device)
+        if epoch is not None and epoch <= last_epoch(history):
+            return epoch, history
+    return 0, history
 
 
-def _report_with_checkpoint(history: list[dict], model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Report the newest epoch of `history` to Tune, with the weights and the whole history as its checkpoint."""
+def _report_with_checkpoint(history: list[dict], state: TrialState, *, untouched: int, resume: bool, final: bool):
+    """Report the newest epoch of `history` to Tune, with a checkpoint (see checkpoints.py)."""
     with tempfile.TemporaryDirectory() as directory:
-        write_checkpoint(directory, history, model, optimizer)
+        state.write(directory, history, untouched=untouched, resume=resume, final=final)
         tune.report(history[-1]["metrics"], checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 def load_checkpoint_model(checkpoint_dir: str, config: dict, num_classes: int) -> nn.Module:
-    """Rebuild a trial's model from one of its checkpoints (for registering the best)."""
+    """Rebuild a trial's model from its last checkpoint (for registering the best)."""
     cfg = with_defaults(config)
     model = create_backbone(cfg["backbone"], num_classes, dropout=cfg["dropout"], drop_path=cfg["drop_path"])
-    read_checkpoint(checkpoint_dir, model, None, torch.device("cpu"))
+    load_final_weights(checkpoint_dir, model)
     return model.eval()
 
 

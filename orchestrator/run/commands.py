@@ -58,8 +58,8 @@ from orchestrator.store import (
 from orchestrator.tracking import (
     check_reachable,
 )
-from trainables import finetune
 from trainables.feature_cache import release_shared_features
+from trainables.finetune import finetune
 
 
 def run_sweep(

@@ -148,6 +148,11 @@ def _register_best(sweep: Sweep, best: RecordedTrial, target: TaskData, summary:
         summary.model_uri = parent["best.model_uri"]  # a resumed sweep that already registered it
         summary.model_version = parent.get("best.model_version") or None
         return
+    if best.final_checkpoint is None:
+        raise UserError(
+            f"the best trial {best.trial_id} has no checkpoint with its final weights in "
+            f"{sweep.storage.display(spec.experiment, sweep.sweep_id, best.trial_id)}; nothing was registered"
+        )
     with sweep.storage.local_copy(best.final_checkpoint) as directory:
         backbone = load_checkpoint_model(directory, best.config, target.num_classes)
     if target.test is not None:  # held-out test/ folder: evaluated once, for the chosen model only
