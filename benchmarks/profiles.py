@@ -38,6 +38,9 @@ class Profile:
     tracking_rounds: int = 3
     tracking_trials: int = 10
     tracking_epochs: int = 10
+    # 7. many short trials: data-free trials through the whole driver, two at a time
+    scale_trials: int = 500
+    scale_epoch_s: float = 0.5  # ASHA lets a trial run 1, 2 or 4 epochs: about a second on average
 
 
 QUICK = Profile("quick")
@@ -60,6 +63,7 @@ FULL = Profile(
     step_repeats=5,
     searcher_timed=41,
     tracking_rounds=5,
+    scale_trials=1000,
 )
 # For the test suite: every code path, tiny sizes.
 SMOKE = Profile(
@@ -79,5 +83,7 @@ SMOKE = Profile(
     tracking_rounds=1,
     tracking_trials=2,
     tracking_epochs=2,
+    scale_trials=6,
+    scale_epoch_s=0.05,
 )
 PROFILES = {p.name: p for p in (QUICK, FULL, SMOKE)}

@@ -19,6 +19,7 @@ SECTIONS = {
     "step": "benchmarks.step",
     "searcher": "benchmarks.searcher",
     "tracking": "benchmarks.tracking",
+    "scale": "benchmarks.scale",
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 

@@ -42,3 +42,21 @@ def test_search_searcher_and_tracking_sections_write_positive_figures_as_json_an
     rows = [line for line in table.splitlines() if line.startswith(("| 2 ", "| 5 ", "| 6 "))]
     assert len(rows) == sum(len(s["figures"]) for s in data["sections"])
     assert any("time per suggestion" in row and "< 50" in row for row in rows)
+
+
+def test_the_many_trials_section_runs_the_whole_driver_and_its_record_holds(tmp_path):
+    _, json_path, md_path = run_benchmarks(SMOKE, sections=["scale"], out=tmp_path)
+
+    (section,) = json.loads(json_path.read_text())["sections"]
+    assert (section["number"], section["title"]) == (7, "Many short trials")
+    details = section["details"]
+    assert "error" not in details, details
+    assert details["audit_problems"] == [] and details["commands"]["check_problems"] == []
+    assert sum(details["outcomes"].values()) == SMOKE.scale_trials
+    assert len(details["suggestions"]) == SMOKE.scale_trials  # each trial's suggestion was timed
+    assert {"recording", "audit"} <= set(details["timings"]) and details["commands"]["report"] > 0
+    figures = {f["name"].split(",")[0].split(" at trial")[0]: f for f in section["figures"]}
+    assert figures["wall / ideal (training time summed over the slots)"]["median"] > 1  # trials sleep that long
+    assert figures["driver memory"]["median"] > 0 and figures["driver memory"]["goal"] == "<= 1.2"
+    assert all(f["n"] == len(f["values"]) > 0 and f["min"] <= f["median"] <= f["max"] for f in figures.values())
+    assert sum(line.startswith("| 7 ") for line in md_path.read_text().splitlines()) == len(section["figures"])
