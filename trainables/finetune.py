@@ -62,7 +62,8 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
     # Data, preprocessed as the backbone's pretrained config says.
     data_cfg = data_config(model, image_size)
     workers = max(0, cpus - 1)
-    val_batches = loader(task.val, eval_transform(data_cfg), batch_size=256, workers=workers)
+    # A decoded image folder (trainables.decoded) is cropped and augmented on tensors, on `device`.
+    val_batches = loader(task.val, eval_transform(data_cfg), batch_size=256, workers=workers, device=device)
     augmentation = train_transform(data_cfg, cfg["augment"], hflip=cfg["hflip"])
     # While the transferred prefix is frozen and its inputs deterministic, its outputs are computed
     # once (and shared with other trials) instead of every epoch; see feature_cache.py.
@@ -110,7 +111,12 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
         if cached is None:
             net, eval_batches = model, val_batches
             train_batches = loader(
-                task.train, augmentation, batch_size=cfg["batch_size"], shuffle_seed=shuffle_seed, workers=workers
+                task.train,
+                augmentation,
+                batch_size=cfg["batch_size"],
+                shuffle_seed=shuffle_seed,
+                workers=workers,
+                device=device,
             )
         else:  # train and evaluate only what follows the frozen prefix, on its cached outputs
             net, eval_batches = cached.suffix, cached.val_batches()
