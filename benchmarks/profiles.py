@@ -41,6 +41,9 @@ class Profile:
     # 7. many short trials: data-free trials through the whole driver, two at a time
     scale_trials: int = 500
     scale_epoch_s: float = 0.5  # ASHA lets a trial run 1, 2 or 4 epochs: about a second on average
+    # 8. images decoded once: a generated folder of JPEG photos fed both ways, epochs alternating
+    images_count: int = 2000
+    images_rounds: int = 3
 
 
 QUICK = Profile("quick")
@@ -64,6 +67,7 @@ FULL = Profile(
     searcher_timed=41,
     tracking_rounds=5,
     scale_trials=1000,
+    images_rounds=5,
 )
 # For the test suite: every code path, tiny sizes.
 SMOKE = Profile(
@@ -85,5 +89,7 @@ SMOKE = Profile(
     tracking_epochs=2,
     scale_trials=6,
     scale_epoch_s=0.05,
+    images_count=40,
+    images_rounds=2,
 )
 PROFILES = {p.name: p for p in (QUICK, FULL, SMOKE)}

@@ -20,6 +20,7 @@ SECTIONS = {
     "searcher": "benchmarks.searcher",
     "tracking": "benchmarks.tracking",
     "scale": "benchmarks.scale",
+    "images": "benchmarks.images",
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 

@@ -5,7 +5,7 @@ its steps runs on a tensor instead of a PIL image, in the same order, drawing th
 numbers from the same generators, so an epoch sees the same crops, flips and policies:
 - timm's random-resized crop draws its box for the image as the file holds it, then crops that
   box, scaled, from the kept pixels (the one difference: it resamples from the input size rather
-  than from the file's full size);
+  than from the file's full size), with Pillow's resampling on the CPU as before, torch's on a GPU;
 - torchvision's resize, centre crop, flips and colour jitter run on the tensor as they are; a
   resize to the size the images are kept at is the one done when they were decoded;
 - timm's RandAugment takes PIL images only: the crop goes through it as one and back;
@@ -41,13 +41,20 @@ AS_THEY_ARE = (
 )
 TO_TENSOR = (MaybeToTensor, transforms.ToTensor)
 KNOWN = (*AS_THEY_ARE, *TO_TENSOR, transforms.Resize, RandomResizedCropAndInterpolation, RandAugment)
+BATCHED = (*TO_TENSOR, transforms.Normalize)  # value by value, drawing no random numbers
 
 
 class TensorTransform:
-    """One image of a decoded split, through the steps of a timm transform, as a float CHW tensor."""
+    """Images of a decoded split through the steps of a timm transform: each image on its own up to
+    the last step that draws random numbers or changes its shape, then the batch through the rest
+    (ToTensor and Normalize act value by value, so a batch gets the same bits as its images one by
+    one, for less)."""
 
     def __init__(self, steps: list, device: torch.device):
-        self.steps, self.device = steps, device
+        self.device = device
+        own = [i for i, step in enumerate(steps) if not isinstance(step, BATCHED)]
+        split = own[-1] + 1 if own else 0
+        self.per_image, self.per_batch = steps[:split], steps[split:]
         pil = [i for i, step in enumerate(steps) if isinstance(step, RandAugment)]
         self._on_device_from = pil[-1] + 1 if pil else 0  # steps before it run on the CPU
 
@@ -58,14 +65,24 @@ class TensorTransform:
             return None
         return cls(steps, device or torch.device("cpu"))
 
-    def __call__(self, images: DecodedImages, index: int) -> torch.Tensor:
+    def batch(self, images: DecodedImages, indices: list[int]) -> torch.Tensor:
+        """The images at `indices`, transformed, as one [B, C, H, W] tensor on the device."""
+        x = torch.stack([self.image(images, index) for index in indices]).to(self.device, non_blocking=True)
+        for step in self.per_batch:  # in place: the batch is this call's own
+            if isinstance(step, TO_TENSOR):
+                x = x.to(torch.float32).div_(255)
+            else:
+                x = F.normalize(x, step.mean, step.std, inplace=True)
+        return x
+
+    def image(self, images: DecodedImages, index: int) -> torch.Tensor:
         x = images.image(index)
         original = (int(images.originals[index][0]), int(images.originals[index][1]))
-        for i, step in enumerate(self.steps):
+        for i, step in enumerate(self.per_image):
             if i == self._on_device_from:
                 x = x.to(self.device, non_blocking=True)
             x = self._step(step, x, original, images.shorter)
-        return x
+        return x  # a view, maybe strided: stacking the batch copies it once
 
     def _step(self, step, x: torch.Tensor, original: tuple[int, int], kept: int) -> torch.Tensor:
         if isinstance(step, RandomResizedCropAndInterpolation):
@@ -97,6 +114,10 @@ def _random_resized_crop(step: RandomResizedCropAndInterpolation, x: torch.Tenso
     sy, sx = kept_h / height, kept_w / width
     top, left = min(round(top * sy), kept_h - 1), min(round(left * sx), kept_w - 1)
     box_h, box_w = max(1, min(round(box_h * sy), kept_h - top)), max(1, min(round(box_w * sx), kept_w - left))
+    if x.device.type == "cpu" and x.dtype == torch.uint8:  # Pillow's resampling, as before, and without casts
+        image = Image.fromarray(np.ascontiguousarray(x.permute(1, 2, 0).numpy()))
+        crop = F.resized_crop(image, top, left, box_h, box_w, list(step.size), interpolation)
+        return torch.from_numpy(np.array(crop, dtype=np.uint8)).permute(2, 0, 1)
     return F.resized_crop(x, top, left, box_h, box_w, list(step.size), interpolation, antialias=True)
 
 
@@ -115,5 +136,4 @@ class DecodedBatches:
         generator = torch.Generator().manual_seed(self.shuffle_seed) if self.shuffle_seed is not None else None
         order = DataLoader(range(len(self.split)), self.batch_size, shuffle=generator is not None, generator=generator)
         for index in order:
-            images = torch.stack([self.transform(self.split.decoded, int(i)) for i in index])
-            yield images, self.labels[index]
+            yield self.transform.batch(self.split.decoded, index.tolist()), self.labels[index]

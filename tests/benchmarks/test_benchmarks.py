@@ -60,3 +60,17 @@ def test_the_many_trials_section_runs_the_whole_driver_and_its_record_holds(tmp_
     assert figures["driver memory"]["median"] > 0 and figures["driver memory"]["goal"] == "<= 1.2"
     assert all(f["n"] == len(f["values"]) > 0 and f["min"] <= f["median"] <= f["max"] for f in figures.values())
     assert sum(line.startswith("| 7 ") for line in md_path.read_text().splitlines()) == len(section["figures"])
+
+
+def test_the_images_section_feeds_the_same_folder_both_ways_and_compares_per_core(tmp_path):
+    _, json_path, _ = run_benchmarks(SMOKE, sections=["images"], out=tmp_path)
+
+    (section,) = json.loads(json_path.read_text())["sections"]
+    assert (section["number"], section["title"]) == (8, "Images decoded once")
+    details = section["details"]
+    assert "error" not in details, details
+    assert details["images"] == SMOKE.images_count and details["kept_mib"] > 0 and details["decode_s"] > 0
+    for rates in (details["images_per_cpu_s"], details["images_per_wall_s"]):
+        assert all(len(v) == SMOKE.images_rounds and min(v) > 0 for v in rates.values())
+    goals = {f["name"].split(":")[0]: f["goal"] for f in section["figures"]}
+    assert goals["a trial's epoch (training + validation)"] == ">= 3"
