@@ -44,6 +44,9 @@ class Profile:
     # 8. images decoded once: a generated folder of JPEG photos fed both ways, epochs alternating
     images_count: int = 2000
     images_rounds: int = 3
+    # 9. checkpoints: one trial of each unfreeze schedule per backbone, new format against the old
+    checkpoint_demo: tuple[str, ...] = ("test_resnet", "test_convnext")
+    checkpoint_large: tuple[str, ...] = ("resnet50",)  # tens of millions of parameters, at 32 px on the CPU
 
 
 QUICK = Profile("quick")
@@ -68,6 +71,7 @@ FULL = Profile(
     tracking_rounds=5,
     scale_trials=1000,
     images_rounds=5,
+    checkpoint_demo=DEMO_BACKBONES,
 )
 # For the test suite: every code path, tiny sizes.
 SMOKE = Profile(
@@ -91,5 +95,7 @@ SMOKE = Profile(
     scale_epoch_s=0.05,
     images_count=40,
     images_rounds=2,
+    checkpoint_demo=("test_resnet",),
+    checkpoint_large=("test_convnext",),
 )
 PROFILES = {p.name: p for p in (QUICK, FULL, SMOKE)}

@@ -21,6 +21,7 @@ SECTIONS = {
     "tracking": "benchmarks.tracking",
     "scale": "benchmarks.scale",
     "images": "benchmarks.images",
+    "checkpoints": "benchmarks.checkpoints",
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 

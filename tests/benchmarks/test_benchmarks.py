@@ -74,3 +74,18 @@ def test_the_images_section_feeds_the_same_folder_both_ways_and_compares_per_cor
         assert all(len(v) == SMOKE.images_rounds and min(v) > 0 for v in rates.values())
     goals = {f["name"].split(":")[0]: f["goal"] for f in section["figures"]}
     assert goals["a trial's epoch (training + validation)"] == ">= 3"
+
+
+def test_the_checkpoints_section_writes_less_than_the_full_state_every_epoch(tmp_path):
+    _, json_path, _ = run_benchmarks(SMOKE, sections=["checkpoints"], out=tmp_path)
+
+    (section,) = json.loads(json_path.read_text())["sections"]
+    assert (section["number"], section["title"]) == (9, "Checkpoints")
+    assert "error" not in section["details"], section["details"]
+    for label, backbones in (("demo backbones", SMOKE.checkpoint_demo), ("test_convnext", SMOKE.checkpoint_large)):
+        for backbone in backbones:
+            runs = section["details"][label][backbone]
+            assert set(runs) == {"frozen", "full", "gradual", "lp_ft"}
+            assert all(len(epochs) == 10 and all(e["old_bytes"] > 0 for e in epochs) for epochs in runs.values())
+    ratios = [f["median"] for f in section["figures"]]
+    assert len(ratios) == 8 and all(0 < r < 1 for r in ratios)
