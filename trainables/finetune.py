@@ -16,6 +16,7 @@ import torch
 from ray import tune
 from torch import nn
 
+from trainables.batch_size import fit_batch_size, limit_memory
 from trainables.checkpoints import ResumeSchedule, TrialState, load_final_weights, resume_candidates
 from trainables.data import ImageSplit, TaskData
 from trainables.feature_cache import FeatureCache
@@ -43,7 +44,7 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
 
 
 def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights: dict, device: torch.device) -> None:
-    cpus = _trial_cpus()
+    cpus, gpu_share = _trial_resources()
     torch.set_num_threads(cpus)
     torch.manual_seed(cfg["seed"])
 
@@ -56,6 +57,7 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
     model.to(device)
     if cfg["channels_last"] and device.type == "cuda":
         model.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores
+    limit_memory(device, gpu_share)  # trials packed on one GPU each keep to their share
     numerics = {"precision": cfg["precision"], "channels_last": cfg["channels_last"]}  # both ignored on CPU
     start_weights = snapshot(model)  # pretrained values of transferred groups; drift is measured from here
 
@@ -99,6 +101,10 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
     if reported >= max_epochs:  # the driver died after the final checkpoint: tell Tune how the trial ended
         tune.report(history[-1]["metrics"])
         return
+    # The largest training batch that fits this trial's share of the GPU, batch_size at most (searched
+    # once per sweep and backbone; see batch_size.py); the CPU keeps batch_size, a resumed trial its own.
+    batch_size = history[-1]["metrics"].get("batch_size") if history else None
+    batch_size = batch_size or fit_batch_size(model, data_cfg["input_size"], cfg, device, gpu_share)
 
     for epoch in range(resumed + 1, max_epochs + 1):
         freezer.freeze_first(frozen_at(epoch))
@@ -113,14 +119,14 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
             train_batches = loader(
                 task.train,
                 augmentation,
-                batch_size=cfg["batch_size"],
+                batch_size=batch_size,
                 shuffle_seed=shuffle_seed,
                 workers=workers,
                 device=device,
             )
         else:  # train and evaluate only what follows the frozen prefix, on its cached outputs
             net, eval_batches = cached.suffix, cached.val_batches()
-            train_batches = cached.train_batches(batch_size=cfg["batch_size"], shuffle_seed=shuffle_seed)
+            train_batches = cached.train_batches(batch_size=batch_size, shuffle_seed=shuffle_seed)
         stats = train_one_epoch(
             net,
             train_batches,
@@ -148,6 +154,7 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "total_params": sum(p.numel() for p in model.parameters()),
             "epoch_time_s": time.perf_counter() - started,
+            "batch_size": batch_size,
             "feature_cache": int(cached is not None),
             "train_images_per_s": stats.images_per_s,
             **cost,
@@ -161,12 +168,13 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
         )
 
 
-def _trial_cpus() -> int:
+def _trial_resources() -> tuple[int, float]:
+    """(CPUs, share of a GPU) Tune gave this trial."""
     try:
         resources = tune.get_context().get_trial_resources().required_resources
-        return max(1, int(resources.get("CPU", 1)))
+        return max(1, int(resources.get("CPU", 1))), float(resources.get("GPU", 0.0))
     except Exception:  # outside a Tune session (e.g. called directly)
-        return max(1, min(4, os.cpu_count() or 1))
+        return max(1, min(4, os.cpu_count() or 1)), 0.0
 
 
 def _restore(state: TrialState, device: torch.device) -> tuple[int, list[dict]]:
