@@ -11,7 +11,7 @@ flips and the rest from it on tensors.
 
 The images are kept at the largest input size the sweep's backbones take (the spec's
 `data.image_size`, else each backbone's pretrained config); a backbone with a smaller input
-resizes them again, on tensors. A folder whose pixels would take more than DECODED_SHARE of the
+resizes them again, on tensors. A folder whose pixels would take more than `decoded_share()` of the
 object store of the smallest node is not decoded ahead: its trials decode every epoch, as before.
 """
 
@@ -31,8 +31,14 @@ from trainables.data import DataError, DecodedImages, open_image
 from trainables.images import quiet_decoders
 
 # The object store also holds the source weights, shared frozen features and Ray's own traffic;
-# half of the smallest node's store leaves them room without spilling to disk.
+# half of the smallest node's store leaves them room without spilling to disk. ORCHESTRATOR_DECODED_SHARE
+# sets another share (0: never decode ahead).
 DECODED_SHARE = 0.5
+
+
+def decoded_share() -> float:
+    """The share of the smallest node's object store that decoded images may take."""
+    return float(os.environ.get("ORCHESTRATOR_DECODED_SHARE", DECODED_SHARE))
 
 
 def sweep_input(backbones: list[str], image_size: int | None) -> tuple[int, str]:

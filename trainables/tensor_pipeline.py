@@ -127,7 +127,7 @@ class DecodedBatches:
 
     def __init__(self, split: ImageSplit, transform: TensorTransform, *, batch_size: int, shuffle_seed: int | None):
         self.split, self.transform, self.batch_size, self.shuffle_seed = split, transform, batch_size, shuffle_seed
-        self.labels = torch.as_tensor(np.asarray(split.labels), dtype=torch.int64)
+        self.labels = torch.tensor(np.asarray(split.labels), dtype=torch.int64)  # a copy: the split's is read only
 
     def __len__(self) -> int:
         return -(-len(self.split) // self.batch_size)

@@ -17,7 +17,7 @@ from orchestrator.spec import (
     SweepSpec,
 )
 from trainables.data import DataError, ImageSplit, TaskData, load_digits_task, load_imagefolder_task
-from trainables.decoded import DECODED_SHARE, decode, decoded_bytes, image_sizes, sweep_input
+from trainables.decoded import decode, decoded_bytes, decoded_share, image_sizes, sweep_input
 
 
 def target_task(spec: SweepSpec, source: str) -> TaskData:
@@ -55,19 +55,24 @@ def _load(
 def decoded_target(spec: SweepSpec, target: TaskData, source: str) -> TaskData:
     """The target with its train and val images decoded once, at the largest input size of the
     sweep's backbones (trainables.decoded); as it is if it holds no image folder, or if the
-    decoded pixels would take more than DECODED_SHARE of the object store of Ray's smallest node
-    (its trials then decode every epoch, as the one line printed says). Call with Ray running."""
+    decoded pixels would take more than `decoded_share()` of the object store of Ray's smallest
+    node (its trials then decode every epoch, as the one line printed says). Call with Ray running."""
     if target.train.paths is None:
         return target
     shorter, interpolation = sweep_input(spec.backbones, spec.data.image_size)
     splits = (target.train, target.val)
     need = sum(decoded_bytes(image_sizes(split.paths), shorter) for split in splits)
-    allowed = int(DECODED_SHARE * _smallest_object_store())
+    share = decoded_share()
+    allowed = int(share * _smallest_object_store())
     images = sum(len(split) for split in splits)
+    if share <= 0:
+        print("Image folder: decoding ahead is off (ORCHESTRATOR_DECODED_SHARE=0); trials decode every epoch")
+        return target
     if need > allowed:
         print(
             f"Image folder: {images:,} images would take {_size(need)} decoded at {shorter} px, more "
-            f"than the {_size(allowed)} allowed (half of the smallest node's Ray object store); "
+            f"than the {_size(allowed)} allowed ({share:.0%} of the smallest node's Ray object store, "
+            "ORCHESTRATOR_DECODED_SHARE); "
             "trials decode them every epoch instead",
             flush=True,
         )
@@ -91,4 +96,6 @@ def _smallest_object_store() -> float:
 
 
 def _size(count: float) -> str:
-    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.0f} MiB"
+    if count >= 2**30:
+        return f"{count / 2**30:.1f} GiB"
+    return f"{count / 2**20:.0f} MiB" if count >= 2**20 else f"{count / 2**10:.0f} KiB"

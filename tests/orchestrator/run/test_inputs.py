@@ -62,5 +62,5 @@ def test_a_folder_too_big_for_the_allowed_share_of_the_object_store_is_read_ever
     spec, target, source = _target(write_spec, folder, 1024)  # 20 x 1024 x 1365 x 3 bytes: 84 MB
     assert decoded_target(spec, target, source) is target
     (line,) = capsys.readouterr().out.strip().splitlines()
-    assert "20 images would take 80 MiB decoded at 1024 px, more than the 40 MiB allowed" in line
+    assert "20 images would take 80 MiB decoded at 1024 px, more than the 40 MiB allowed (50% of" in line
     assert "trials decode them every epoch instead" in line
