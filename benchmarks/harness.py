@@ -30,7 +30,7 @@ import ray
 import torch
 from ray import tune
 
-# `trainables` re-exports the function `finetune` under the module's name, so look the module up.
+# The module, whose `tune` and `ray` the stand-ins replace (its function has the same name).
 finetune_module = importlib.import_module("trainables.finetune")
 
 

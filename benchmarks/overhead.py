@@ -129,13 +129,13 @@ def _kind(pid: int, root: int, cmdline: str) -> str:
 
 def _sweep_child(spec: str, out: str) -> None:
     """Runs in the subprocess: the sweep, with `Tuner.fit` and every trial timed."""
-    import orchestrator.sweep
     from ray import tune
 
+    import orchestrator.run.commands
     from orchestrator.run import run_sweep
 
     os.environ["BENCHMARK_TRIAL_LOG"] = str(Path(out).with_suffix(".trials.jsonl").resolve())
-    orchestrator.sweep.finetune = timed_finetune
+    orchestrator.run.commands.finetune = timed_finetune
     stamps: dict[str, float] = {}
     fit = tune.Tuner.fit
 

@@ -38,6 +38,15 @@ class Profile:
     tracking_rounds: int = 3
     tracking_trials: int = 10
     tracking_epochs: int = 10
+    # 7. many short trials: data-free trials through the whole driver, two at a time
+    scale_trials: int = 500
+    scale_epoch_s: float = 0.5  # ASHA lets a trial run 1, 2 or 4 epochs: about a second on average
+    # 8. images decoded once: a generated folder of JPEG photos fed both ways, epochs alternating
+    images_count: int = 2000
+    images_rounds: int = 3
+    # 9. checkpoints: one trial of each unfreeze schedule per backbone, new format against the old
+    checkpoint_demo: tuple[str, ...] = ("test_resnet", "test_convnext")
+    checkpoint_large: tuple[str, ...] = ("resnet50",)  # tens of millions of parameters, at 32 px on the CPU
 
 
 QUICK = Profile("quick")
@@ -60,6 +69,9 @@ FULL = Profile(
     step_repeats=5,
     searcher_timed=41,
     tracking_rounds=5,
+    scale_trials=1000,
+    images_rounds=5,
+    checkpoint_demo=DEMO_BACKBONES,
 )
 # For the test suite: every code path, tiny sizes.
 SMOKE = Profile(
@@ -79,5 +91,11 @@ SMOKE = Profile(
     tracking_rounds=1,
     tracking_trials=2,
     tracking_epochs=2,
+    scale_trials=6,
+    scale_epoch_s=0.05,
+    images_count=40,
+    images_rounds=2,
+    checkpoint_demo=("test_resnet",),
+    checkpoint_large=("test_convnext",),
 )
 PROFILES = {p.name: p for p in (QUICK, FULL, SMOKE)}

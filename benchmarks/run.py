@@ -19,6 +19,9 @@ SECTIONS = {
     "step": "benchmarks.step",
     "searcher": "benchmarks.searcher",
     "tracking": "benchmarks.tracking",
+    "scale": "benchmarks.scale",
+    "images": "benchmarks.images",
+    "checkpoints": "benchmarks.checkpoints",
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 

@@ -2,7 +2,8 @@
 
 A split holds either pixels in memory (small bundled datasets) or file paths (an image
 folder). Either way it yields PIL images, so one transform pipeline (trainables.transforms)
-serves both. Tasks are built once on the driver and reach trials through Ray's object store.
+serves both; an image folder decoded once for a sweep (trainables.decoded) is fed from tensors
+instead. Tasks are built once on the driver and reach trials through Ray's object store.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import errno
 import hashlib
 import os
 import stat
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from trainables.images import ImageProblem, first_bad_image, load_rgb
@@ -29,10 +32,34 @@ class DataError(ValueError):
 
 
 @dataclass(frozen=True)
+class DecodedImages:
+    """An image folder's images decoded once, packed in one array (see trainables.decoded)."""
+
+    pixels: np.ndarray  # uint8: every image's HWC pixels, one image after another
+    offsets: np.ndarray  # int64 [N + 1]: where each image starts in `pixels`
+    shapes: np.ndarray  # int64 [N, 2]: (height, width) as kept, the shorter side `shorter`
+    originals: np.ndarray  # int64 [N, 2]: (height, width) as the file holds it
+    shorter: int
+    interpolation: str  # timm's name of the resampling that made them (bilinear, bicubic, ...)
+
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def image(self, index: int) -> torch.Tensor:
+        """The image as a CHW uint8 tensor: a view of the shared pixels (read only)."""
+        height, width = (int(v) for v in self.shapes[index])
+        pixels = self.pixels[self.offsets[index] : self.offsets[index + 1]].reshape(height, width, 3)
+        with warnings.catch_warnings():  # read-only shared memory in a trial; every step reads it only
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(pixels).permute(2, 0, 1)
+
+
+@dataclass(frozen=True)
 class ImageSplit:
     labels: np.ndarray  # int64 [N], indices into TaskData.class_names
     pixels: np.ndarray | None = None  # uint8 [N, H, W] (grayscale) or [N, H, W, 3]
     paths: tuple[str, ...] | None = None
+    decoded: DecodedImages | None = None  # the images at `paths`, decoded once (trainables.decoded)
 
     def __len__(self) -> int:
         return len(self.labels)

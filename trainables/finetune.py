@@ -16,11 +16,13 @@ import torch
 from ray import tune
 from torch import nn
 
+from trainables.batch_size import fit_batch_size, limit_memory
 from trainables.budgets import COSTS, infeasible_result, over_budget, static_costs
-from trainables.checkpoints import read_checkpoint, write_checkpoint
+from trainables.checkpoints import ResumeSchedule, TrialState, load_final_weights, resume_candidates
 from trainables.data import ImageSplit, TaskData
 from trainables.feature_cache import FeatureCache
 from trainables.gpu_memory import explain_out_of_memory
+from trainables.history import last_epoch, read_history
 from trainables.hyperparams import with_defaults
 from trainables.loop import EVAL_METRICS, evaluate, train_one_epoch
 from trainables.measure import latency_ms_per_image, snapshot, weight_drift
@@ -43,7 +45,7 @@ def finetune(config: dict, *, task: TaskData, image_size: int | None, source_wei
 
 
 def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights: dict, device: torch.device) -> None:
-    cpus = _trial_cpus()
+    cpus, gpu_share = _trial_resources()
     torch.set_num_threads(cpus)
     torch.manual_seed(cfg["seed"])
 
@@ -63,13 +65,15 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
     model.to(device)
     if cfg["channels_last"] and device.type == "cuda":
         model.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores
+    limit_memory(device, gpu_share)  # trials packed on one GPU each keep to their share
     numerics = {"precision": cfg["precision"], "channels_last": cfg["channels_last"]}  # both ignored on CPU
     start_weights = snapshot(model)  # pretrained values of transferred groups; drift is measured from here
 
     # Data, preprocessed as the backbone's pretrained config says.
     data_cfg = data_config(model, image_size)
     workers = max(0, cpus - 1)
-    val_batches = loader(task.val, eval_transform(data_cfg), batch_size=256, workers=workers)
+    # A decoded image folder (trainables.decoded) is cropped and augmented on tensors, on `device`.
+    val_batches = loader(task.val, eval_transform(data_cfg), batch_size=256, workers=workers, device=device)
     augmentation = train_transform(data_cfg, cfg["augment"], hflip=cfg["hflip"])
     # While the transferred prefix is frozen and its inputs deterministic, its outputs are computed
     # once (and shared with other trials) instead of every epoch; see feature_cache.py.
@@ -83,7 +87,21 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
     mixup = make_mixup(cfg["mixup"], cfg["cutmix"], cfg["label_smoothing"], task.num_classes)
     l2sp = L2SP(model, groups, k, cfg["l2sp"], reference=start_weights) if cfg["l2sp"] > 0 and k else None
 
-    done, history = _restore(model, optimizer, device)
+    def frozen_at(epoch: int) -> int:  # body groups frozen during `epoch`, by the unfreeze schedule
+        return frozen_group_count(
+            cfg["unfreeze"],
+            epoch=epoch,
+            k=k,
+            num_body_groups=len(groups.body),
+            unfreeze_every=cfg["unfreeze_every"],
+            lp_epochs=cfg["lp_epochs"],
+        )
+
+    # Resume: the newest resume point, then the epochs after it that the record already holds, re-run
+    # without reporting them (see checkpoints.py: what a checkpoint holds, and when).
+    state, resume_points = TrialState(model, optimizer, groups), ResumeSchedule(max_epochs)
+    resumed, history = _restore(state, device)
+    reported = last_epoch(history)
     # Latency on this trial's device, before the first epoch; a resumed trial keeps what it measured then.
     latency = COSTS["latency_ms"]
     costs[latency] = history[0]["metrics"].get(latency) if history else None
@@ -92,22 +110,16 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
         if not history and over_budget(costs, cfg):
             tune.report(infeasible_result(costs))
             return
-    if done >= max_epochs:  # the driver died after the final checkpoint: tell Tune how the trial ended
+    if reported >= max_epochs:  # the driver died after the final checkpoint: tell Tune how the trial ended
         tune.report(history[-1]["metrics"])
         return
-    start_epoch = done + 1
+    # The largest training batch that fits this trial's share of the GPU, batch_size at most (searched
+    # once per sweep and backbone; see batch_size.py); the CPU keeps batch_size, a resumed trial its own.
+    batch_size = history[-1]["metrics"].get("batch_size") if history else None
+    batch_size = batch_size or fit_batch_size(model, data_cfg["input_size"], cfg, device, gpu_share)
 
-    for epoch in range(start_epoch, max_epochs + 1):
-        freezer.freeze_first(
-            frozen_group_count(
-                cfg["unfreeze"],
-                epoch=epoch,
-                k=k,
-                num_body_groups=len(groups.body),
-                unfreeze_every=cfg["unfreeze_every"],
-                lp_epochs=cfg["lp_epochs"],
-            )
-        )
+    for epoch in range(resumed + 1, max_epochs + 1):
+        freezer.freeze_first(frozen_at(epoch))
         scheduler.step(epoch - 1)
         seed_epoch(cfg["seed"], epoch)
         freezer.train()
@@ -117,11 +129,16 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
         if cached is None:
             net, eval_batches = model, val_batches
             train_batches = loader(
-                task.train, augmentation, batch_size=cfg["batch_size"], shuffle_seed=shuffle_seed, workers=workers
+                task.train,
+                augmentation,
+                batch_size=batch_size,
+                shuffle_seed=shuffle_seed,
+                workers=workers,
+                device=device,
             )
         else:  # train and evaluate only what follows the frozen prefix, on its cached outputs
             net, eval_batches = cached.suffix, cached.val_batches()
-            train_batches = cached.train_batches(batch_size=cfg["batch_size"], shuffle_seed=shuffle_seed)
+            train_batches = cached.train_batches(batch_size=batch_size, shuffle_seed=shuffle_seed)
         stats = train_one_epoch(
             net,
             train_batches,
@@ -135,6 +152,8 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
         if not math.isfinite(stats.loss):  # stop the trial; NaN validation metrics mark it failed downstream
             tune.report({"epoch": epoch, "train_loss": stats.loss, "diverged": 1, **DIVERGED_VALIDATION})
             return
+        if epoch <= reported:
+            continue  # re-run to where the record is: reported before the trial was interrupted
         val = evaluate(net, eval_batches, device=device, **numerics)
         metrics = {
             "epoch": epoch,
@@ -146,6 +165,7 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
             "body_groups": len(groups.body),
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "epoch_time_s": time.perf_counter() - started,
+            "batch_size": batch_size,
             "feature_cache": int(cached is not None),
             "train_images_per_s": stats.images_per_s,
             **costs,  # total_params, macs, latency_ms
@@ -153,38 +173,49 @@ def _finetune(cfg: dict, task: TaskData, image_size: int | None, source_weights:
             "node_id": ray.get_runtime_context().get_node_id(),  # which machine ran this epoch
         }
         history.append({"metrics": metrics, "timestamp": time.time()})
-        _report_with_checkpoint(history, model, optimizer)
+        untouched = min(frozen_at(e) for e in range(1, epoch + 1))  # groups frozen since the first epoch
+        _report_with_checkpoint(
+            history, state, untouched=untouched, resume=resume_points.due(epoch), final=epoch == max_epochs
+        )
 
 
-def _trial_cpus() -> int:
+def _trial_resources() -> tuple[int, float]:
+    """(CPUs, share of a GPU) Tune gave this trial."""
     try:
         resources = tune.get_context().get_trial_resources().required_resources
-        return max(1, int(resources.get("CPU", 1)))
+        return max(1, int(resources.get("CPU", 1))), float(resources.get("GPU", 0.0))
     except Exception:  # outside a Tune session (e.g. called directly)
-        return max(1, min(4, os.cpu_count() or 1))
+        return max(1, min(4, os.cpu_count() or 1)), 0.0
 
 
-def _restore(model: nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> tuple[int, list[dict]]:
-    """Load Tune's checkpoint if this trial is resuming; returns the last finished epoch and the history so far."""
+def _restore(state: TrialState, device: torch.device) -> tuple[int, list[dict]]:
+    """If Tune resumes this trial: the epoch its newest resume point is at (0 if none is left), and
+    the history its checkpoint holds."""
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return 0, []
     with checkpoint.as_directory() as directory:
-        return read_checkpoint(directory, model, optimizer, device)
+        history = read_history(directory)
+    for candidate in resume_candidates(checkpoint):
+        with candidate.as_directory() as directory:
+            epoch = state.read(directory, device)
+        if epoch is not None and epoch <= last_epoch(history):
+            return epoch, history
+    return 0, history
 
 
-def _report_with_checkpoint(history: list[dict], model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
-    """Report the newest epoch of `history` to Tune, with the weights and the whole history as its checkpoint."""
+def _report_with_checkpoint(history: list[dict], state: TrialState, *, untouched: int, resume: bool, final: bool):
+    """Report the newest epoch of `history` to Tune, with a checkpoint (see checkpoints.py)."""
     with tempfile.TemporaryDirectory() as directory:
-        write_checkpoint(directory, history, model, optimizer)
+        state.write(directory, history, untouched=untouched, resume=resume, final=final)
         tune.report(history[-1]["metrics"], checkpoint=tune.Checkpoint.from_directory(directory))
 
 
 def load_checkpoint_model(checkpoint_dir: str, config: dict, num_classes: int) -> nn.Module:
-    """Rebuild a trial's model from one of its checkpoints (for registering the best)."""
+    """Rebuild a trial's model from its last checkpoint (for registering the best)."""
     cfg = with_defaults(config)
     model = create_backbone(cfg["backbone"], num_classes, dropout=cfg["dropout"], drop_path=cfg["drop_path"])
-    read_checkpoint(checkpoint_dir, model, None, torch.device("cpu"))
+    load_final_weights(checkpoint_dir, model)
     return model.eval()
 
 

@@ -60,7 +60,9 @@ HYPERPARAMETERS: dict[str, Hyperparameter] = {
     "label_smoothing": Hyperparameter(
         0.0, float, low=0.0, high=1.0, high_open=True, help="cross-entropy label smoothing"
     ),
-    "batch_size": Hyperparameter(32, int, low=1, high=65536, help="training batch size"),
+    "batch_size": Hyperparameter(
+        32, int, low=1, high=65536, help="training batch size; on a GPU the most tried, the largest that fits is used"
+    ),
     "seed": Hyperparameter(
         0, int, low=0, high=MAX_SEED, help="trial seed (init, data order); search it to repeat configs"
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import timm
@@ -58,6 +59,16 @@ def layer_groups(model: nn.Module) -> LayerGroups:
     grouped = group_with_matcher(body_keys, model.group_matcher(coarse=False))
     body = tuple(tuple(grouped[gid]) for gid in sorted(grouped) if grouped[gid])
     return LayerGroups(body=body, head=head)
+
+
+def state_digest(model: nn.Module, keys: list[str]) -> str:
+    """A content hash of some of the model's tensors (a frozen prefix's weights, say)."""
+    state, digest = model.state_dict(), hashlib.sha256()
+    for key in sorted(keys):
+        tensor = state[key].detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{key}:{tensor.dtype}:{tuple(state[key].shape)}".encode())
+        digest.update(tensor.view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 class Normalize(nn.Module):

@@ -8,6 +8,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from trainables.data import ImageSplit
+from trainables.tensor_pipeline import DecodedBatches, TensorTransform
 
 
 def data_config(model: nn.Module, image_size: int | None) -> dict:
@@ -71,9 +72,16 @@ def loader(
     shuffle_seed: int | None = None,
     workers: int = 0,
     pin_memory: bool | None = None,
-) -> DataLoader:
-    """In-memory splits load in the main process; image folders use `workers` processes.
-    Pinned memory (for asynchronous copies) by default when CUDA is available."""
+    device: torch.device | None = None,
+) -> DataLoader | DecodedBatches:
+    """(images, labels) batches. An image folder decoded for the sweep is fed from its pixels, the
+    transform's steps run on tensors on `device` (trainables.tensor_pipeline); otherwise in-memory
+    splits load in the main process and image folders use `workers` processes, with pinned memory
+    (for asynchronous copies) by default when CUDA is available."""
+    if split.decoded is not None:
+        on_tensors = TensorTransform.of(transform, device)
+        if on_tensors is not None:
+            return DecodedBatches(split, on_tensors, batch_size=batch_size, shuffle_seed=shuffle_seed)
     workers = 0 if split.paths is None else workers
     generator = torch.Generator().manual_seed(shuffle_seed) if shuffle_seed is not None else None
     return DataLoader(

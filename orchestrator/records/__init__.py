@@ -5,7 +5,7 @@ snapshot, about every 10 s. When a trial restarts (its worker or node died, or a
 resumed the sweep), Ray replaces the local file with the uploaded copy (ray-project/ray#38576):
 the lines written since the last upload are lost, and after a driver crash the lines never
 uploaded are gone with the machine. The trial itself keeps the durable copy: each checkpoint
-carries the history of every epoch so far (`trainables.checkpoints`), written to storage by the
+carries the history of every epoch so far (`trainables.history`), written to storage by the
 worker before Tune hears of the result. `ResultLog` rebuilds a restarting trial's file from
 the newest copy plus that history, cut at the epoch the trial resumes from, so each epoch
 appears once, and `read_trial` fills any epoch an interrupted upload left out."""

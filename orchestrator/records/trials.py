@@ -11,7 +11,8 @@ import pyarrow.fs as pafs
 from ray.air.constants import EXPR_RESULT_FILE
 from ray.tune import Checkpoint
 
-from trainables.checkpoints import CHECKPOINT_FILE, HISTORY_FILE
+from trainables.checkpoints import WEIGHTS_FILE
+from trainables.history import HISTORY_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -32,17 +33,22 @@ def _history_at(fs: pafs.FileSystem, folder: str) -> list[dict]:
 
 
 def complete_checkpoints(fs: pafs.FileSystem, trial_dir: str) -> list[str]:
-    """A trial's checkpoint folders that hold both weights and history, oldest first.
+    """A trial's checkpoint folders that hold its history, oldest first.
 
-    A worker killed with its driver may have left its last checkpoint half uploaded."""
+    Every checkpoint has the history; a worker killed with its driver may have left its last one
+    half uploaded, without it. What else a checkpoint holds: `trainables.checkpoints`."""
+    return [folder for folder, names in _checkpoint_files(fs, trial_dir) if HISTORY_FILE in names]
+
+
+def _checkpoint_files(fs: pafs.FileSystem, trial_dir: str) -> list[tuple[str, set[str]]]:
+    """(folder, names of the files in it) of each of a trial's checkpoints, oldest first."""
     entries = fs.get_file_info(pafs.FileSelector(trial_dir, recursive=True, allow_not_found=True))
-    files = {e.path for e in entries if e.type == pafs.FileType.File}
-    return sorted(
-        folder
-        for folder in {posixpath.dirname(path) for path in files}
-        if posixpath.basename(folder).startswith("checkpoint_")
-        and {f"{folder}/{CHECKPOINT_FILE}", f"{folder}/{HISTORY_FILE}"} <= files
-    )
+    folders: dict[str, set[str]] = {}
+    for entry in entries:
+        folder = posixpath.dirname(entry.path)
+        if entry.type == pafs.FileType.File and posixpath.basename(folder).startswith("checkpoint_"):
+            folders.setdefault(folder, set()).add(posixpath.basename(entry.path))
+    return sorted(folders.items())
 
 
 def with_history(records: list[dict], history: list[dict], through: int, backfill: dict | None = None) -> list[dict]:
@@ -64,18 +70,21 @@ class TrialRecords:
     """One trial's per-epoch results as storage holds them, and where its final weights are."""
 
     records: list[dict]  # one per epoch, oldest first
-    final_checkpoint: str | None  # the newest complete checkpoint folder, if any
+    final_checkpoint: str | None  # the checkpoint folder with the weights of its last epoch, if it wrote them
 
 
 def read_trial(fs: pafs.FileSystem, trial_dir: str) -> TrialRecords:
     """Ray's result.json for the trial, with any epoch it lacks taken from the newest checkpoint's
     history (on S3 Ray uploads result.json lazily, and a driver killed mid-upload can leave it short)."""
     records = _read_lines(fs, f"{trial_dir}/{EXPR_RESULT_FILE}")
-    checkpoints = complete_checkpoints(fs, trial_dir)
-    newest = checkpoints[-1] if checkpoints else None
-    history = _history_at(fs, newest) if newest else []
+    checkpoints = _checkpoint_files(fs, trial_dir)
+    with_history_file = [folder for folder, names in checkpoints if HISTORY_FILE in names]
+    history = _history_at(fs, with_history_file[-1]) if with_history_file else []
     through = max([int(r["epoch"]) for r in records if "epoch" in r] + [int(h["epoch"]) for h in history] or [0])
-    return TrialRecords(records=with_history(records, history, through=through), final_checkpoint=newest)
+    weights = [folder for folder, names in checkpoints if WEIGHTS_FILE in names]
+    return TrialRecords(
+        records=with_history(records, history, through=through), final_checkpoint=weights[-1] if weights else None
+    )
 
 
 def _read_lines(fs: pafs.FileSystem, path: str) -> list[dict]:

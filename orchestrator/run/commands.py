@@ -31,7 +31,7 @@ from orchestrator.insights import (
 )
 from orchestrator.run.audit import Audit
 from orchestrator.run.finish import SweepSummary, audit_sweep, finish_or_explain
-from orchestrator.run.inputs import target_task
+from orchestrator.run.inputs import decoded_target, target_task
 from orchestrator.run.pretrained import source_weight_refs
 from orchestrator.run.session import (
     existing_sweep,
@@ -125,7 +125,10 @@ def run_sweep(
                     spec = sweep.spec = prescreen(usable, sweep.runs, target, weights)
                     weights = {backbone: weights[backbone] for backbone in spec.backbones}
                 trainable = tune.with_parameters(
-                    finetune, task=target, image_size=spec.data.image_size, source_weights=weights
+                    finetune,
+                    task=decoded_target(spec, target, source),  # into the object store; `target` keeps the paths
+                    image_size=spec.data.image_size,
+                    source_weights=weights,
                 )
             trainable = tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
             tuner = build_tuner(

@@ -66,6 +66,7 @@ class SweepSummary:
     report: str = ""  # the sweep report's terminal summary
     audit: Audit | None = None  # the record's invariants, checked after the sweep
     front: list[str] = field(default_factory=list)  # several objectives: the Pareto front's trial ids
+    timings: dict[str, float] = field(default_factory=dict)  # seconds of each end-of-sweep phase
 
 
 def finish_or_explain(sweep: Sweep, manifest: Manifest, target, **kwargs) -> SweepSummary:
@@ -87,9 +88,11 @@ def finish_sweep(
 ) -> SweepSummary:
     """Make MLflow and Optuna agree with Ray's records, register the best model, report, and check."""
     spec, runs = sweep.spec, sweep.runs
+    clock = time.perf_counter()
     study = optuna.load_study(study_name=sweep.sweep_id, storage=open_study_storage(sweep.study_location))
     budgets = {COSTS[name]: limit for name, limit in spec.budgets.items()}
     recorded = record_trials(runs, sweep.storage, sweep.sweep_id, manifest, study, replay=replay, budgets=budgets)
+    timings = {"recording": time.perf_counter() - clock}
     summary = SweepSummary(
         experiment=spec.experiment,
         sweep_id=sweep.sweep_id,
@@ -102,6 +105,7 @@ def finish_sweep(
         optuna_storage=redact(sweep.study_location),
         ray_path=sweep.storage.display(spec.experiment, sweep.sweep_id),
         registered_model=spec.mlflow.register_best_as,
+        timings=timings,
     )
     if not manifest.complete:
         mark_interrupted(sweep)
@@ -113,11 +117,15 @@ def finish_sweep(
     if best is not None:
         _describe_best(summary, best)
         if target is not None:
+            clock = time.perf_counter()
             _register_best(sweep, best, target, summary)
+            timings["registration"] = time.perf_counter() - clock
     if len(spec.objectives) > 1:
         summary.front = record_front(sweep, recorded.trials, best, target)
     if target is not None:
+        clock = time.perf_counter()
         summary.report = report_or_warn(sweep, summary.best_run_id)
+        timings["report"] = time.perf_counter() - clock
     summary.wall_time_s = time.time() - started
     runs.finish_parent(
         tags={
@@ -136,7 +144,9 @@ def finish_sweep(
     faults.reach("finished")
     sweep.record.status = FINISHED
     write_record(sweep.storage, spec.experiment, sweep.record)
+    clock = time.perf_counter()
     summary.audit = audit_sweep(spec, sweep.storage, runs.tracking_uri)
+    timings["audit"] = time.perf_counter() - clock
     return summary
 
 

@@ -96,9 +96,15 @@ def _record_trial(runs, storage, sweep_id, trial_id, entry: TrialEntry, study, r
     outcome = summary.outcome if entry.ended_at is not None else INTERRUPTED
     if replay:
         run_id = runs.child(trial_id, f"finetune_{trial_id}", entry.config, optuna_number=entry.optuna_number)
-        runs.log_epochs(trial_id, trial.records)
         end_ms = int(entry.ended_at * 1000) if entry.ended_at is not None else None
-        runs.finish_child(trial_id, outcome, last_epoch=summary.last_epoch, error=entry.error, end_time_ms=end_ms)
+        runs.finish_child(
+            trial_id,
+            outcome,
+            last_epoch=summary.last_epoch,
+            error=entry.error,
+            end_time_ms=end_ms,
+            results=trial.records,
+        )
         if entry.ended_at is not None:
             keys = (runs.metric, *runs.others)
             _reconcile_study_trial(study, entry, trial_id, run_id, trial.records, outcome, keys, budgets)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from orchestrator.errors import UserError
 from orchestrator.run.recording import RecordedTrial
 from orchestrator.run.session import Sweep
 from orchestrator.tracking import Registered, register_best
@@ -16,6 +17,11 @@ from trainables.transforms import data_config
 
 
 def trial_backbone(sweep: Sweep, trial: RecordedTrial, target: TaskData) -> torch.nn.Module:
+    if trial.final_checkpoint is None:
+        where = sweep.storage.display(sweep.spec.experiment, sweep.sweep_id, trial.trial_id)
+        raise UserError(
+            f"trial {trial.trial_id} has no checkpoint with its final weights in {where}; nothing was registered"
+        )
     with sweep.storage.local_copy(trial.final_checkpoint) as directory:
         return load_checkpoint_model(directory, trial.config, target.num_classes)
 

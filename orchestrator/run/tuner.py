@@ -21,8 +21,8 @@ from orchestrator.search import make_scheduler, make_searcher, open_study_storag
 from orchestrator.spec import SweepSpec
 from orchestrator.store import Manifest, Storage, SweepState, forget, verified_filesystem, vouch
 from orchestrator.tracking import MLflowLiveLogger, SweepRuns
+from trainables.checkpoints import CHECKPOINTS_TO_KEEP
 
-CHECKPOINTS_TO_KEEP = 2
 TUNER_FILE = "tuner.pkl"
 
 
@@ -70,7 +70,9 @@ def build_tuner(
         callbacks=callbacks,
         # Keep the newest checkpoints, not the best-scoring: Ray's experiment snapshot points at a
         # trial's latest checkpoint, and score-based retention can delete it before the next
-        # snapshot, which breaks resuming after a driver crash.
+        # snapshot, which breaks resuming after a driver crash. Ray also snapshots whenever a trial
+        # has checkpointed this many times since the last snapshot: a count of epochs, not of
+        # every other result (trainables/checkpoints.py says how many, and why).
         checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_TO_KEEP),
         failure_config=tune.FailureConfig(max_failures=spec.search.max_failures),
         verbose=0,

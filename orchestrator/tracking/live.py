@@ -80,11 +80,12 @@ class MLflowLiveLogger(Callback):
     def flush(self, trial_id: str | None = None) -> None:
         for tid in [trial_id] if trial_id else list(self._pending):
             results = self._pending.get(tid)
-            if results and self._guarded(self._log, tid, results):
+            if results and tid not in self._ending and self._guarded(self._log, tid, results):
                 del self._pending[tid]
         for tid in [trial_id] if trial_id else list(self._ending):
-            if tid in self._ending and not self._pending.get(tid) and self._guarded(self._close, tid):
+            if tid in self._ending and self._guarded(self._close, tid):  # its last results go with the closing
                 del self._ending[tid]
+                self._pending.pop(tid, None)
         self._last_flush = time.monotonic()
 
     def _run(self, trial_id: str) -> str:
@@ -109,7 +110,14 @@ class MLflowLiveLogger(Callback):
         objectives = (runs.metric, *runs.others)
         outcome = trial_outcome(ending.last, errored=ending.errored, max_epochs=runs.max_epochs, metric=objectives)
         last_epoch = int(ending.last.get("epoch", 0))
-        runs.finish_child(trial_id, outcome, last_epoch=last_epoch, error=ending.error, end_time_ms=ending.at_ms)
+        runs.finish_child(
+            trial_id,
+            outcome,
+            last_epoch=last_epoch,
+            error=ending.error,
+            end_time_ms=ending.at_ms,
+            results=self._pending.get(trial_id, []),
+        )
 
     def _guarded(self, call, *args) -> bool:
         try:

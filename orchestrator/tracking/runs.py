@@ -39,6 +39,26 @@ from orchestrator.uris import redact
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _Known:
+    """A child run as MLflow's search returned it."""
+
+    run_id: str
+    status: str
+    end_time: int | None
+    deleted: bool
+    params: frozenset[str]
+
+    @classmethod
+    def of(cls, run) -> _Known:
+        info = run.info
+        return cls(
+            info.run_id, info.status, info.end_time, info.lifecycle_stage == "deleted", frozenset(run.data.params)
+        )
+
+
+SAME_MOMENT_MS = 1_000  # one trial's end as two callbacks timed it
+
 # Redacted tracking URI -> the URI with its credentials, for this driver process (see SweepRuns.__getstate__).
 _CREDENTIALED_URIS: dict[str, str] = {}
 
@@ -58,6 +78,10 @@ class SweepRuns:
     experiment_id: str | None = None
     _children: dict[str, str] = field(default_factory=dict)
     _logged: dict[str, dict[int, float | None]] = field(default_factory=dict)  # trial -> epoch -> objective
+    _index: dict[str, _Known] | None = None  # the parent's children, read once
+    _params: dict[str, list[Param]] = field(default_factory=dict)  # not yet logged, by trial
+    _status: dict[str, tuple[str, int | None]] = field(default_factory=dict)  # (status, end time) as last written
+    _closed: dict[str, tuple] = field(default_factory=dict)  # how this process last closed each run
 
     @property
     def client(self) -> MlflowClient:
@@ -72,7 +96,8 @@ class SweepRuns:
     def __getstate__(self) -> dict:
         # Pickled into Tune's experiment state on `storage`: caches are rebuilt, and a password in
         # the URI (from MLFLOW_TRACKING_URI) stays out; the resuming driver knows it again.
-        return {**self.__dict__, "_children": {}, "_logged": {}, "tracking_uri": redact(self.tracking_uri)}
+        caches = {"_children": {}, "_logged": {}, "_index": None, "_params": {}, "_status": {}, "_closed": {}}
+        return {**self.__dict__, **caches, "tracking_uri": redact(self.tracking_uri)}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -109,14 +134,15 @@ class SweepRuns:
         client.set_terminated(self.parent_run_id, status)
 
     # -- children -------------------------------------------------------------------------
+    # Calls per trial are what a sweep of a thousand short trials pays for on the driver's loop:
+    # the children are listed once (not searched for trial by trial), the params travel with the
+    # first metrics, a run's last results with its closing tags, and what a call already wrote in
+    # this process is not read back or written again.
+
     def find_child(self, trial_id: str) -> str | None:
         """The trial's child run id, if it has one (creating nothing)."""
-        found = self.client.search_runs(
-            [self.experiment_id],
-            f"tags.`{TRIAL_ID}` = '{trial_id}' and tags.`{PARENT}` = '{self.parent_run_id}'",
-            max_results=1,
-        )
-        return found[0].info.run_id if found else None
+        known = self._children.get(trial_id) or self._known().get(trial_id)
+        return None if known is None else known if isinstance(known, str) else known.run_id
 
     def child(self, trial_id: str, trial_name: str, config: dict, optuna_number: int | None = None) -> str:
         """The child run for a trial, created on first sight with its params. A run someone deleted
@@ -124,37 +150,57 @@ class SweepRuns:
         if trial_id in self._children:
             return self._children[trial_id]
         client = self.client
-        found = client.search_runs(
-            [self.experiment_id],
-            f"tags.`{TRIAL_ID}` = '{trial_id}' and tags.`{PARENT}` = '{self.parent_run_id}'",
-            run_view_type=ViewType.ALL,
-            max_results=1,
-        )
-        if found:
-            run_id = found[0].info.run_id
-            if found[0].info.lifecycle_stage == "deleted":
+        params = {k: str(v)[:MAX_PARAM_VAL_LENGTH] for k, v in flatten_dict(config, delimiter=".").items()}
+        found = self._known().get(trial_id)
+        if found is not None:
+            run_id = found.run_id
+            if found.deleted:
                 client.restore_run(run_id)
             self._logged[trial_id] = {m.step: m.value for m in client.get_metric_history(run_id, self.metric)}
+            params = {k: v for k, v in params.items() if k not in found.params}
+            self._status[trial_id] = (found.status, found.end_time)
         else:
             tags = {PARENT: self.parent_run_id, ROLE: "trial", TRIAL_ID: trial_id, SWEEP_ID: self.sweep_id}
             if optuna_number is not None:
                 tags[OPTUNA_TRIAL] = str(optuna_number)
             run_id = client.create_run(self.experiment_id, run_name=trial_name, tags=tags).info.run_id
-            params = [Param(k, str(v)[:MAX_PARAM_VAL_LENGTH]) for k, v in flatten_dict(config, delimiter=".").items()]
-            client.log_batch(run_id, params=params)
             self._logged[trial_id] = {}
+            self._status[trial_id] = ("RUNNING", None)
+        self._params[trial_id] = [Param(k, v) for k, v in params.items()]  # sent with the run's next batch
         self._children[trial_id] = run_id
         return run_id
+
+    def _known(self) -> dict[str, _Known]:
+        """The parent's children (deleted ones too) by trial id, as MLflow held them at first use."""
+        if self._index is None:
+            client, found, token = self.client, {}, None
+            query = f"tags.`{PARENT}` = '{self.parent_run_id}'"
+            while True:
+                page = client.search_runs([self.experiment_id], query, run_view_type=ViewType.ALL, page_token=token)
+                for run in page:
+                    if run.data.tags.get(TRIAL_ID) is not None:
+                        found[run.data.tags[TRIAL_ID]] = _Known.of(run)
+                token = page.token
+                if not token:
+                    break
+            self._index = found
+        return self._index
 
     def reopen(self, trial_id: str) -> None:
         """Mark a trial's run RUNNING again: the trial (re)started, e.g. in a resumed sweep."""
         run_id = self._children[trial_id]
-        if self.client.get_run(run_id).info.status != "RUNNING":
+        if self._status.get(trial_id, ("", None))[0] != "RUNNING":
             self.client.update_run(run_id, status="RUNNING")
+            self._status[trial_id] = ("RUNNING", None)
+            self._closed.pop(trial_id, None)
 
     def log_epochs(self, trial_id: str, results: list[dict]) -> None:
         """Log per-epoch results (step=epoch), skipping epochs this run already has, wherever they fall."""
-        run_id = self._children[trial_id]
+        metrics, tags, new = self._new_epochs(trial_id, results)
+        self._send(trial_id, metrics, tags)
+        self._logged.setdefault(trial_id, {}).update(new)
+
+    def _new_epochs(self, trial_id: str, results: list[dict]) -> tuple[list[Metric], list[RunTag], dict]:
         logged = self._logged.setdefault(trial_id, {})
         metrics: list[Metric] = []
         new: dict[int, float | None] = {}
@@ -167,32 +213,58 @@ class SweepRuns:
                 metrics += metrics_of(result, epoch, stamp)
                 value = result.get(self.metric)
                 new[epoch] = float(value) if finite(value) else None
-        tags = [RunTag(NODE_ID, str(node))] if isinstance(node, str) else []  # the node of the latest epoch
-        if metrics or tags:
-            self.client.log_batch(run_id, metrics=metrics, tags=tags)  # MLflow splits it into its own batches
-        logged.update(new)
+        tags = [RunTag(NODE_ID, str(node))] if isinstance(node, str) and new else []  # the node of the latest epoch
+        return metrics, tags, new
+
+    def _send(self, trial_id: str, metrics: list[Metric], tags: list[RunTag]) -> None:
+        """One log_batch with the run's pending params (MLflow splits it into its own batches)."""
+        params = self._params.get(trial_id, [])
+        if metrics or tags or params:
+            self.client.log_batch(self._children[trial_id], metrics=metrics, params=params, tags=tags)
+        self._params.pop(trial_id, None)
 
     def objective(self, trial_id: str) -> dict[int, float | None]:
         """The objective per epoch as this run holds it (None where it was not a finite number)."""
         return self._logged.get(trial_id, {})
 
     def finish_child(
-        self, trial_id: str, outcome: str, *, last_epoch: int, error: str = "", end_time_ms: int | None = None
+        self,
+        trial_id: str,
+        outcome: str,
+        *,
+        last_epoch: int,
+        error: str = "",
+        end_time_ms: int | None = None,
+        results: list[dict] = (),
     ) -> None:
-        """Tag the run with how the trial ended and close it (at `end_time_ms`, else now)."""
+        """Log `results` not yet logged, tag the run with how the trial ended and close it (at
+        `end_time_ms`, else now): one batch and one status change, or nothing if this process
+        already closed it so."""
         run_id = self._children[trial_id]
-        tags = {OUTCOME: outcome, "stopped_at_epoch": str(last_epoch)}
-        if error:
-            tags["error"] = error[-4000:]
-        scores = [v for v in self.objective(trial_id).values() if v is not None]
+        metrics, tags, new = self._new_epochs(trial_id, list(results))
+        scores = [v for v in {**self.objective(trial_id), **new}.values() if v is not None]
         best = (max if self.mode == "max" else min)(scores) if scores else None
-        metrics = [Metric(f"best_{self.metric}", best, int(time.time() * 1000), 0)] if best is not None else []
-        client = self.client
-        client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
-        run = client.get_run(run_id).info
-        status = run_status(outcome)
-        if run.status != status or (end_time_ms is not None and run.end_time != end_time_ms):
-            client.set_terminated(run_id, status, end_time=end_time_ms)
+        closing = (outcome, last_epoch, error[-4000:], best)
+        if not metrics and not self._params.get(trial_id) and self._same_closing(trial_id, closing, end_time_ms):
+            return
+        ending = {OUTCOME: outcome, "stopped_at_epoch": str(last_epoch), **({"error": error[-4000:]} if error else {})}
+        tags += [RunTag(k, v) for k, v in ending.items()]
+        if best is not None:
+            metrics.append(Metric(f"best_{self.metric}", best, int(time.time() * 1000), 0))
+        self._send(trial_id, metrics, tags)
+        self._logged.setdefault(trial_id, {}).update(new)
+        status, (known, ended) = run_status(outcome), self._status.get(trial_id, ("", None))
+        if known != status or (end_time_ms is not None and ended != end_time_ms):
+            self.client.set_terminated(run_id, status, end_time=end_time_ms)
+            self._status[trial_id] = (status, end_time_ms)
+        self._closed[trial_id] = closing
+
+    def _same_closing(self, trial_id: str, closing: tuple, end_time_ms: int | None) -> bool:
+        """Whether this process already closed the run so: the live logger and the replay see one
+        trial end through two callbacks, a few milliseconds apart."""
+        ended = self._status.get(trial_id, ("", None))[1]
+        same_moment = end_time_ms is None or (ended is not None and abs(ended - end_time_ms) <= SAME_MOMENT_MS)
+        return self._closed.get(trial_id) == closing and same_moment
 
     def mark_front(self, front: list[str], trial_ids: list[str]) -> None:
         """Tag each trial's run `pareto` true or false, and list the front's trials on the parent

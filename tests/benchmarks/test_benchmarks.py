@@ -66,3 +66,50 @@ def test_hypervolume_is_the_area_the_front_dominates_up_to_the_reference_point()
     assert hypervolume([(0.0, 1.0), (1.0, 0.0)]) == pytest.approx(0.21)
     assert hypervolume([(0.0, 1.0), (1.0, 0.0), (1.0, 1.0)]) == pytest.approx(0.21)  # a dominated point adds nothing
     assert hypervolume([(2.0, 0.0)]) == 0.0 and hypervolume([]) == 0.0  # beyond the reference point
+
+
+def test_the_many_trials_section_runs_the_whole_driver_and_its_record_holds(tmp_path):
+    _, json_path, md_path = run_benchmarks(SMOKE, sections=["scale"], out=tmp_path)
+
+    (section,) = json.loads(json_path.read_text())["sections"]
+    assert (section["number"], section["title"]) == (7, "Many short trials")
+    details = section["details"]
+    assert "error" not in details, details
+    assert details["audit_problems"] == [] and details["commands"]["check_problems"] == []
+    assert sum(details["outcomes"].values()) == SMOKE.scale_trials
+    assert len(details["suggestions"]) == SMOKE.scale_trials  # each trial's suggestion was timed
+    assert {"recording", "audit"} <= set(details["timings"]) and details["commands"]["report"] > 0
+    figures = {f["name"].split(",")[0].split(" at trial")[0]: f for f in section["figures"]}
+    assert figures["wall / ideal (training time summed over the slots)"]["median"] > 1  # trials sleep that long
+    assert figures["driver memory"]["median"] > 0 and figures["driver memory"]["goal"] == "<= 1.2"
+    assert all(f["n"] == len(f["values"]) > 0 and f["min"] <= f["median"] <= f["max"] for f in figures.values())
+    assert sum(line.startswith("| 7 ") for line in md_path.read_text().splitlines()) == len(section["figures"])
+
+
+def test_the_images_section_feeds_the_same_folder_both_ways_and_compares_per_core(tmp_path):
+    _, json_path, _ = run_benchmarks(SMOKE, sections=["images"], out=tmp_path)
+
+    (section,) = json.loads(json_path.read_text())["sections"]
+    assert (section["number"], section["title"]) == (8, "Images decoded once")
+    details = section["details"]
+    assert "error" not in details, details
+    assert details["images"] == SMOKE.images_count and details["kept_mib"] > 0 and details["decode_s"] > 0
+    for rates in (details["images_per_cpu_s"], details["images_per_wall_s"]):
+        assert all(len(v) == SMOKE.images_rounds and min(v) > 0 for v in rates.values())
+    goals = {f["name"].split(":")[0]: f["goal"] for f in section["figures"]}
+    assert goals["a trial's epoch (training + validation)"] == ">= 3"
+
+
+def test_the_checkpoints_section_writes_less_than_the_full_state_every_epoch(tmp_path):
+    _, json_path, _ = run_benchmarks(SMOKE, sections=["checkpoints"], out=tmp_path)
+
+    (section,) = json.loads(json_path.read_text())["sections"]
+    assert (section["number"], section["title"]) == (9, "Checkpoints")
+    assert "error" not in section["details"], section["details"]
+    for label, backbones in (("demo backbones", SMOKE.checkpoint_demo), ("test_convnext", SMOKE.checkpoint_large)):
+        for backbone in backbones:
+            runs = section["details"][label][backbone]
+            assert set(runs) == {"frozen", "full", "gradual", "lp_ft"}
+            assert all(len(epochs) == 10 and all(e["old_bytes"] > 0 for e in epochs) for epochs in runs.values())
+    ratios = [f["median"] for f in section["figures"]]
+    assert len(ratios) == 8 and all(0 < r < 1 for r in ratios)

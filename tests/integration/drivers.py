@@ -118,7 +118,7 @@ def trial_records(workdir: Path, experiment: str) -> dict[str, list[dict]]:
 
 
 def checkpoints(workdir: Path, experiment: str) -> int:
-    return len(list((workdir / "runs" / experiment).glob("sweep-*/*/checkpoint_*/trial.pt")))
+    return len(list((workdir / "runs" / experiment).glob("sweep-*/*/checkpoint_*/history.json")))
 
 
 def check(spec: Path) -> subprocess.CompletedProcess:

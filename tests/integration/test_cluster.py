@@ -153,7 +153,7 @@ def test_s3_storage_sweep_resumes_after_its_driver_is_killed(workdir, s3):
     ]
     assert "runs/s3exp/sweep.json" in keys
     assert any(k.startswith("runs/pretrained/test_resnet-") for k in keys)
-    assert sum(k.endswith("/trial.pt") for k in keys) >= 6  # every trial checkpointed to S3
+    assert sum(k.endswith("/model.pt") for k in keys) >= 6  # every trial's final weights on S3
     assert not (workdir / "runs").exists()  # nothing of the sweep's landed on the local disk
     # A journal file cannot live on S3: the study is in the working directory, one Optuna trial per Ray trial
     study_storage = open_study_storage(str(workdir / "optuna-s3exp.journal"))

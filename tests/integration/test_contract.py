@@ -23,13 +23,13 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import Searcher
 
+from benchmarks import synthetic
 from orchestrator.run import run_sweep
 from orchestrator.search import open_study_storage
 from orchestrator.tracking import child_runs
-from tests.integration import synthetic
 
 pytestmark = pytest.mark.contract
-ray.cloudpickle.register_pickle_by_value(synthetic)  # Ray workers cannot import the tests package
+ray.cloudpickle.register_pickle_by_value(synthetic)  # workers may not have the checkout on their path
 
 
 @pytest.fixture(scope="module", autouse=True)

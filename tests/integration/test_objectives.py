@@ -18,10 +18,10 @@ import ray
 import ray.cloudpickle
 from mlflow import MlflowClient
 
+from benchmarks import synthetic
 from orchestrator.run import check_sweep, report_sweep, run_sweep
 from orchestrator.search import epoch_values, open_study_storage
 from orchestrator.tracking import child_runs
-from tests.integration import synthetic
 from tests.integration.test_contract import ray_records
 
 pytestmark = pytest.mark.contract

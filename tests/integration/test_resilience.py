@@ -125,7 +125,7 @@ def test_removing_a_worker_node_mid_sweep_moves_its_trials_to_the_remaining_node
                 for trial, records in trial_records(workdir, "nodes").items()
                 if records and records[-1]["node_id"] == doomed.node_id and records[-1]["epoch"] < max_epochs - 1
             ]
-            return any(list(workdir.glob(f"runs/nodes/sweep-*/{t}/checkpoint_*/trial.pt")) for t in ran_there)
+            return any(list(workdir.glob(f"runs/nodes/sweep-*/{t}/checkpoint_*/history.json")) for t in ran_there)
 
         driver.wait_for(doomed_trial_checkpointed)
         cluster.remove_node(doomed, allow_graceful=False)

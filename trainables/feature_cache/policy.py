@@ -17,7 +17,7 @@ from trainables.data import ImageSplit, TaskData, fingerprint
 from trainables.feature_cache.split import Split, eval_mode, own_rng, split_model
 from trainables.feature_cache.store import shared_registry, shared_tensor
 from trainables.loop import autocast, to_device
-from trainables.models import LayerGroups
+from trainables.models import LayerGroups, state_digest
 from trainables.transforms import eval_transform, loader
 
 log = logging.getLogger(__name__)
@@ -146,16 +146,6 @@ class FeatureCache:
             for x, _ in data:
                 parts.append(split.prefix(to_device(x, self.device, self.channels_last)).float().cpu())
         return torch.cat(parts)
-
-
-def state_digest(model: nn.Module, keys: list[str]) -> str:
-    """A content hash of some of the model's tensors (the prefix's weights)."""
-    state, digest = model.state_dict(), hashlib.sha256()
-    for key in sorted(keys):
-        tensor = state[key].detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{key}:{tensor.dtype}:{tuple(state[key].shape)}".encode())
-        digest.update(tensor.view(torch.uint8).numpy())
-    return digest.hexdigest()
 
 
 def _key(identity: dict) -> str:

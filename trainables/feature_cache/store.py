@@ -1,4 +1,5 @@
-"""Features shared between a sweep's trials through Ray's object store: one small named actor per driver."""
+"""Features shared between a sweep's trials through Ray's object store: one small named actor per driver.
+(The batch sizes fitted to a GPU, trainables.batch_size, are kept in it too.)"""
 
 from __future__ import annotations
 

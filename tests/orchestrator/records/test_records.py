@@ -18,7 +18,8 @@ from ray.tune.experiment import Trial
 from ray.tune.logger import JsonLoggerCallback
 
 from orchestrator.records import ResultLog, read_trial, with_history
-from trainables.checkpoints import CHECKPOINT_FILE, HISTORY_FILE
+from trainables.checkpoints import RESUME_FILE, WEIGHTS_FILE
+from trainables.history import HISTORY_FILE
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -153,14 +154,26 @@ def test_a_trials_record_is_result_json_filled_from_its_newest_complete_checkpoi
     trial_dir = Path(trial.storage.trial_fs_path)
     for epoch in (3, 4):
         _checkpoint(trial, epoch)
-        (trial_dir / f"checkpoint_{epoch:06d}" / CHECKPOINT_FILE).write_bytes(b"weights")
-    (trial_dir / "checkpoint_000005").mkdir()  # half uploaded when its worker died: no weights, no history
+    (trial_dir / "checkpoint_000004" / RESUME_FILE).write_bytes(b"a resume point")
+    (trial_dir / "checkpoint_000005").mkdir()  # half uploaded when its worker died: no history
+    (trial_dir / "checkpoint_000005" / RESUME_FILE).write_bytes(b"a resume point")
     (trial_dir / "result.json").write_text(
         "".join(json.dumps({**_result(e), "pid": 7}) + "\n" for e in (1, 3)) + '{"epoch": 4, "val'  # a torn line
     )
     trial_record = read_trial(pafs.LocalFileSystem(), str(trial_dir))
     assert [r["epoch"] for r in trial_record.records] == [1, 2, 3, 4]  # 2 and 4 from the checkpoint's history
     assert [r.get("pid") for r in trial_record.records] == [7, None, 7, None]  # Ray's bookkeeping stays
+    assert trial_record.final_checkpoint is None  # no epoch wrote the final weights: it has not ended
+
+
+def test_the_final_weights_are_in_the_newest_checkpoint_that_holds_them(tmp_path):
+    trial = _trial(tmp_path)
+    trial_dir = Path(trial.storage.trial_fs_path)
+    for epoch in (3, 4):
+        _checkpoint(trial, epoch)
+    (trial_dir / "checkpoint_000004" / WEIGHTS_FILE).write_bytes(b"weights")
+    trial_record = read_trial(pafs.LocalFileSystem(), str(trial_dir))
+    assert [r["epoch"] for r in trial_record.records] == [1, 2, 3, 4]
     assert trial_record.final_checkpoint == str(trial_dir / "checkpoint_000004")
 
 

@@ -8,7 +8,7 @@ from ray.train._internal.session import _TrainingResult
 from ray.tune import Checkpoint, CheckpointConfig
 
 from orchestrator.records import repair
-from trainables.checkpoints import CHECKPOINT_FILE, HISTORY_FILE
+from trainables.history import HISTORY_FILE
 
 
 class _Trial:
@@ -28,7 +28,6 @@ def _trial_with_checkpoints(tmp_path, names, latest):
     trial_dir = tmp_path / "t1"
     for name in names:
         (trial_dir / name).mkdir(parents=True)
-        (trial_dir / name / CHECKPOINT_FILE).write_bytes(b"x")
         (trial_dir / name / HISTORY_FILE).write_text("[]")
     manager = _CheckpointManager(checkpoint_config=CheckpointConfig(num_to_keep=2))
     manager.register_checkpoint(_TrainingResult(Checkpoint(str(trial_dir / latest)), {"epoch": 1}))

@@ -109,3 +109,64 @@ def test_a_password_in_the_tracking_uri_is_not_pickled_into_tunes_state():
     saved = pickle.dumps(runs)
     assert b"hunter2" not in saved
     assert pickle.loads(saved).tracking_uri == uri  # the resuming driver, knowing the URI, restores it
+
+
+def test_a_trial_costs_one_call_to_open_two_to_close_and_its_replay_none(tmp_path, monkeypatch):
+    """What a sweep of many short trials pays on the driver's loop, per trial; the record stays whole."""
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    runs = SweepRuns(store, "calls", "sweep-1", max_epochs=2, metric="val_acc")
+    runs.start_parent(spec_text="experiment: calls", spec_hash="h", tags={})
+    calls: list[str] = []
+    for name in ("search_runs", "create_run", "log_batch", "set_terminated", "get_run", "update_run"):
+        real = getattr(MlflowClient, name)
+        monkeypatch.setattr(
+            MlflowClient, name, lambda self, *a, _n=name, _f=real, **k: calls.append(_n) or _f(self, *a, **k)
+        )
+    logger = MLflowLiveLogger(runs, flush_every_s=3600)  # results wait for the trial's end, as short trials' do
+    trials = [_trial(f"t{i}", {"lr": 0.1 * i}) for i in range(3)]
+    for trial in trials:
+        logger.on_trial_start(0, [], trial)
+    assert calls == ["search_runs", "create_run", "create_run", "create_run"]  # the children are listed once
+
+    records = {}
+    for trial in trials:
+        records[trial.trial_id] = [{"epoch": e, "val_acc": e / 10, "timestamp": 1.0 + e} for e in (1, 2)]
+        for result in records[trial.trial_id]:
+            trial.last_result = result
+            logger.on_trial_result(0, [], trial, result)
+        calls.clear()
+        logger.on_trial_complete(0, [], trial)
+        assert calls == ["log_batch", "set_terminated"]  # params, both epochs, outcome: one batch
+
+    calls.clear()
+    for trial in trials:  # the end-of-sweep replay, from Ray's records, a moment after the live closing
+        ended = runs.client.get_run(runs.child(trial.trial_id, "", {})).info.end_time
+        runs.finish_child(
+            trial.trial_id, "completed", last_epoch=2, end_time_ms=ended + 20, results=records[trial.trial_id]
+        )
+    assert [c for c in calls if c != "get_run"] == []
+
+    client = MlflowClient(store)
+    for trial in trials:
+        run = client.get_run(runs.child(trial.trial_id, "", {}))
+        assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "completed"
+        assert run.data.params == {"lr": str(trial.config["lr"])}
+        assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_acc")] == [
+            (1, 0.1),
+            (2, 0.2),
+        ]
+
+
+def test_a_run_opened_by_an_earlier_driver_gets_its_missing_params_and_is_closed_once(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = SweepRuns(store, "again", "sweep-1", max_epochs=2, metric="val_acc")
+    first.start_parent(spec_text="experiment: again", spec_hash="h", tags={})
+    run_id = first.child("t1", "finetune_t1", {"lr": 0.1})  # the driver died before the params went out
+
+    second = SweepRuns(store, "again", "sweep-1", max_epochs=2, metric="val_acc")
+    second.start_parent(spec_text="experiment: again", spec_hash="h", tags={})
+    assert second.child("t1", "finetune_t1", {"lr": 0.1}) == run_id
+    second.finish_child("t1", "pruned", last_epoch=1, end_time_ms=5_000, results=[{"epoch": 1, "val_acc": 0.3}])
+    run = MlflowClient(store).get_run(run_id)
+    assert run.data.params == {"lr": "0.1"} and run.info.status == "FINISHED" and run.info.end_time == 5_000
+    assert run.data.tags["outcome"] == "pruned" and run.data.metrics["best_val_acc"] == 0.3
