@@ -48,7 +48,8 @@ def train_transform(cfg: dict, augment: str, *, hflip: float = 0.0):
         hflip=hflip,
         color_jitter=0.0,
         scale=(0.25, 1.0) if strong else (0.6, 1.0),
-        auto_augment="rand-m9-mstd0.5-inc1" if strong else None,
+        # mmax9: at magnitude 10 timm's increasing posterize keeps 0 bits, which Pillow refuses
+        auto_augment="rand-m9-mstd0.5-inc1-mmax9" if strong else None,
         re_prob=0.25 if strong else 0.0,
     )
 

@@ -95,7 +95,7 @@ def _record_trial(runs, storage, sweep_id, trial_id, entry: TrialEntry, study, r
     )
     outcome = summary.outcome if entry.ended_at is not None else INTERRUPTED
     if replay:
-        run_id = runs.child(trial_id, f"finetune_{trial_id}", entry.config, optuna_number=entry.optuna_number)
+        run_id = runs.child(trial_id, entry.config, optuna_number=entry.optuna_number)
         end_ms = int(entry.ended_at * 1000) if entry.ended_at is not None else None
         runs.finish_child(
             trial_id,

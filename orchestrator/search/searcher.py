@@ -52,6 +52,10 @@ class FidelityOptunaSearch(OptunaSearch):
         metric = kwargs.get("metric")
         self._keys = tuple(metric) if isinstance(metric, list | tuple) else (metric,)  # the objectives, in order
         self._budgets = dict(budgets or {})  # reported cost metric -> its maximum
+        if all(isinstance(key, str) for key in self._keys):  # optuna-dashboard's axes say "val_acc", not "Objective 0"
+            with warnings.catch_warnings():  # experimental since Optuna 3.2, unchanged since
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self._ot_study.set_metric_names(list(self._keys))
         # Ray would enqueue the baselines again each time a driver builds the searcher on the same study.
         for point in points_to_evaluate or []:
             self._ot_study.enqueue_trial(point, skip_if_exists=True)

@@ -33,7 +33,7 @@ class MLflowLiveLogger(Callback):
         self._failing = False
         self._pending: dict[str, list[dict]] = {}
         self._ending: dict[str, _Ending] = {}  # trials that ended, their runs not yet closed
-        self._trials: dict[str, tuple[str, dict]] = {}  # trial id -> (name, config), for late run creation
+        self._trials: dict[str, dict] = {}  # trial id -> config, for late run creation
         self._last_flush = 0.0
         self._warned = False
 
@@ -41,7 +41,7 @@ class MLflowLiveLogger(Callback):
         return {**self.__dict__, "_pending": {}, "_ending": {}, "_trials": {}, "_warned": False, "_failing": False}
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._trials[trial.trial_id] = (str(trial), dict(trial.config))
+        self._trials[trial.trial_id] = dict(trial.config)
         self._ending.pop(trial.trial_id, None)
         self._guarded(self._open, trial.trial_id)
 
@@ -89,9 +89,8 @@ class MLflowLiveLogger(Callback):
         self._last_flush = time.monotonic()
 
     def _run(self, trial_id: str) -> str:
-        name, config = self._trials.get(trial_id, (f"finetune_{trial_id}", {}))
         number = self.links.optuna_number(trial_id) if self.links is not None else None
-        return self.runs.child(trial_id, name, config, optuna_number=number)
+        return self.runs.child(trial_id, self._trials.get(trial_id, {}), optuna_number=number)
 
     def _open(self, trial_id: str) -> None:
         run_id = self._run(trial_id)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import mlflow
 import numpy as np
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import Schema, TensorSpec
 
@@ -80,10 +81,22 @@ def register_best(
     if name is None:
         return Registered(model_uri=model_uri, version=None)
     found = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
-    version = found[0] if found else mlflow.register_model(model_uri, name)
+    version = found[0] if found else _new_version(client, name, model_uri, run_id)
     client.update_model_version(name, version.version, description=description)
     for key, value in tags.items():
         client.set_model_version_tag(name, version.version, key, value)
     if champion:
         client.set_registered_model_alias(name, ALIAS, version.version)
     return Registered(model_uri=model_uri, version=str(version.version))
+
+
+def _new_version(client: MlflowClient, name: str, model_uri: str, run_id: str):
+    """A new version of `name` (created if need be) from a logged model: MlflowClient's calls,
+    which print nothing (mlflow.register_model prints two lines to stderr)."""
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    model_id = model_uri.removeprefix("models:/")
+    return client.create_model_version(name, model_uri, run_id=run_id, model_id=model_id)

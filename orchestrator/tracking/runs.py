@@ -144,9 +144,10 @@ class SweepRuns:
         known = self._children.get(trial_id) or self._known().get(trial_id)
         return None if known is None else known if isinstance(known, str) else known.run_id
 
-    def child(self, trial_id: str, trial_name: str, config: dict, optuna_number: int | None = None) -> str:
-        """The child run for a trial, created on first sight with its params. A run someone deleted
-        is restored rather than replaced, so the Optuna trial that names it still does."""
+    def child(self, trial_id: str, config: dict, optuna_number: int | None = None) -> str:
+        """The child run for a trial, created on first sight with its params and named
+        `<backbone>-<trial id>`. A run someone deleted is restored rather than replaced, so the
+        Optuna trial that names it still does."""
         if trial_id in self._children:
             return self._children[trial_id]
         client = self.client
@@ -163,7 +164,8 @@ class SweepRuns:
             tags = {PARENT: self.parent_run_id, ROLE: "trial", TRIAL_ID: trial_id, SWEEP_ID: self.sweep_id}
             if optuna_number is not None:
                 tags[OPTUNA_TRIAL] = str(optuna_number)
-            run_id = client.create_run(self.experiment_id, run_name=trial_name, tags=tags).info.run_id
+            name = f"{config.get('backbone', 'trial')}-{trial_id}"
+            run_id = client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
             self._logged[trial_id] = {}
             self._status[trial_id] = ("RUNNING", None)
         self._params[trial_id] = [Param(k, v) for k, v in params.items()]  # sent with the run's next batch

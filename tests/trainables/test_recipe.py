@@ -161,3 +161,26 @@ def test_the_loop_applies_label_smoothing_to_hard_and_to_mixed_labels():
             losses[smoothing, mixed] = stats.loss
     assert losses[0.2, False] != pytest.approx(losses[0.0, False])
     assert losses[0.2, True] != pytest.approx(losses[0.0, True])
+
+
+def test_strong_augmentation_takes_every_magnitude_randaugment_draws():
+    """RandAugment's magnitude is clipped at its maximum often (m9 with std 0.5): there timm's increasing
+    posterize once asked Pillow to keep 0 bits, and a trial died on its first such image."""
+    import random
+
+    from PIL import Image
+
+    transform = train_transform(
+        {
+            "input_size": (3, 32, 32),
+            "interpolation": "bilinear",
+            "crop_pct": 1.0,
+            "mean": (0.5,) * 3,
+            "std": (0.5,) * 3,
+        },
+        "strong",
+    )
+    image = Image.new("RGB", (32, 32), (120, 60, 200))
+    random.seed(0)
+    for _ in range(3000):  # about 40 draws at the clipped maximum, each with a 1 in 8 chance of posterize
+        assert transform(image).shape == (3, 32, 32)

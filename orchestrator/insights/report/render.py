@@ -6,6 +6,7 @@ import base64
 import html
 import json
 import tempfile
+import textwrap
 from dataclasses import asdict
 from pathlib import Path
 from urllib.parse import urlparse
@@ -62,23 +63,24 @@ def report_data(report: Report) -> dict:
 def terminal_summary(report: Report, rows: int = TERMINAL_ROWS) -> str:
     lines = ["", f"Report of sweep {report.sweep_id}"]
     for i, row in enumerate(_ranked(report)[:rows]):
-        head = "  top trials:      " if i == 0 else " " * 19
-        lines.append(f"{head}{_row_line(i + 1, row, report)}")
+        head = "  top trials:      " if i == 0 else INDENT
+        first, *rest = _row_lines(i + 1, row, report)
+        lines += [head + first] + [INDENT + "   " + line for line in rest]
     imp = report.importances
     if imp.values:
         parts = [
             f"{name} {value:.2f}" + (f" (best {report.best_ranges[name]})" if name in report.best_ranges else "")
             for name, value in list(imp.values.items())[:4]
         ]
-        lines.append(f"  importances:     {', '.join(parts)}  [{imp.trials} completed trials]")
+        lines += _wrapped("  importances:     ", f"{', '.join(parts)}  [{imp.trials} completed trials]")
         if imp.caveat:
-            lines.append(f"                   not yet advice: {imp.caveat}")
+            lines += _wrapped(INDENT, f"not yet advice: {imp.caveat}")
     else:
-        lines.append(f"  importances:     none: {imp.note}")
+        lines += _wrapped("  importances:     ", f"none: {imp.note}")
     lines.append(f"  compute:         {_compute_line(report)}")
     lines += front_lines(report)
     if budget_line(report):
-        lines.append(f"  budgets:         {budget_line(report)}")
+        lines += _wrapped("  budgets:         ", budget_line(report))
     if report.prediction:
         p = report.prediction
         rho = f"Spearman rho = {p.spearman:.2f}" if p.spearman is not None else p.note
@@ -87,13 +89,25 @@ def terminal_summary(report: Report, rows: int = TERMINAL_ROWS) -> str:
     return "\n".join(lines)
 
 
-def _row_line(rank: int, row: TrialRow, report: Report) -> str:
-    config = " ".join(f"{k}={num(row.params[k])}" for k in report.searched if k in row.params)
-    star = "*" if row.run_id == report.best_run_id else ("b" if row.baseline else " ")
-    scores = f"{ACCURACY}={num(row.val_acc)} val_f1={num(row.val_f1)}"
+INDENT = " " * 19
+WIDTH = 120  # a terminal's width, at most
+
+
+def _wrapped(head: str, text: str) -> list[str]:
+    """`text` after `head`, wrapped at WIDTH with continuation lines under its start."""
+    lines = textwrap.wrap(text, WIDTH - len(head), break_on_hyphens=False) or [""]
+    return [head + lines[0]] + [" " * len(head) + line for line in lines[1:]]
+
+
+def _row_lines(rank: int, row: TrialRow, report: Report) -> list[str]:
+    """A trial's scores on one line, its searched config wrapped below."""
+    mark = "  [best]" if row.run_id == report.best_run_id else "  [baseline]" if row.baseline else ""
+    scores = f"{ACCURACY} {num(row.val_acc)}  val_f1 {num(row.val_f1)}"
     if report.metric not in (ACCURACY, "val_f1"):
-        scores = f"{report.metric}={num(row.best)} " + scores
-    return f"#{rank}{star}{row.trial_id}  {scores}  {config}  ({row.outcome}, {row.epochs} ep)"
+        scores = f"{report.metric} {num(row.best)}  " + scores
+    first = f"#{rank} {row.trial_id}  {scores}  ({row.outcome}, {row.epochs} ep){mark}"
+    config = " ".join(f"{k}={num(row.params[k])}" for k in report.searched if k in row.params)
+    return [first, *textwrap.wrap(config, WIDTH - len(INDENT) - 3, break_on_hyphens=False)]
 
 
 def _ranked(report: Report) -> list[TrialRow]:

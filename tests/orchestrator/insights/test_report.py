@@ -207,6 +207,21 @@ def test_html_is_self_contained_with_the_pngs_embedded_and_text_escaped():
     assert "Predicted against achieved" not in page  # hidden without scores
 
 
+def test_the_terminal_summary_fits_120_columns_and_marks_the_best_trial():
+    from orchestrator.insights import terminal_summary
+
+    rows = [_row(f"t{i}", "vit_base_patch16_224.augreg2_in21k_ft_in1k" * 2, 0.9 - i / 10) for i in range(3)]
+    for row in rows:
+        row.params.update({f"param_{j}": "0.0001234" for j in range(12)})
+    report = _report(rows)
+    report.searched = list(rows[0].params)
+    text = terminal_summary(report)
+    assert max(len(line) for line in text.splitlines()) <= 120
+    assert "#1 t0  val_acc 0.9  val_f1 0.9  (completed, 2 ep)  [best]" in text
+    assert "#2 t1 " in text and "[best]" not in text.split("#2 t1")[1]
+    assert "param_11=0.0001234" in text  # every searched value is shown, wrapped
+
+
 def test_report_without_a_sweep_is_one_line_and_writes_nothing(tmp_path, monkeypatch, write_spec, capsys):
     monkeypatch.chdir(tmp_path)
     spec = write_spec(GOOD)

@@ -309,3 +309,13 @@ def test_the_sweeps_searcher_puts_budgets_in_every_trial_config(write_spec):
     config = searcher.suggest("t")
     assert config["max_params"] == 4.0e5 and config["max_latency_ms"] == 2.5 and "max_macs" not in config
     assert searcher._budgets == {"total_params": 4.0e5, "latency_ms": 2.5}
+
+
+def test_the_study_names_its_objectives_for_optuna_dashboard(write_spec):
+    from orchestrator.search import make_searcher
+
+    single = make_searcher(load_spec(write_spec(GOOD)), "one", None)
+    objectives = "objective: [{metric: val_acc, mode: max}, {metric: latency_ms, mode: min}]\n"
+    two = make_searcher(load_spec(write_spec(GOOD + objectives)), "two", None)
+    assert single._ot_study.metric_names == ["val_acc"]
+    assert two._ot_study.metric_names == ["val_acc", "latency_ms"]

@@ -38,6 +38,7 @@ def test_results_wait_through_an_outage_and_arrive_afterwards(tmp_path, monkeypa
     client = MlflowClient(store)
     (child,) = client.search_runs([runs.experiment_id], "tags.`ray.trial_id` = 't1'")
     assert child.data.params == {"lr": "0.1", "backbone": "test_resnet"}
+    assert child.info.run_name == "test_resnet-t1"  # what the runs table shows: the backbone, then the trial
     assert [(m.step, round(m.value, 3)) for m in client.get_metric_history(child.info.run_id, "val_acc")] == [
         (1, 0.6),
         (2, 0.7),
@@ -48,15 +49,15 @@ def test_a_replay_fills_epochs_missing_before_the_ones_already_logged_and_logs_e
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     live = SweepRuns(store, "gaps", "sweep-1", max_epochs=4, metric="val_acc")
     live.start_parent(spec_text="experiment: gaps", spec_hash="h", tags={})
-    live.child("t1", "finetune_t1", {})
+    live.child("t1", {})
     live.log_epochs("t1", [{"epoch": 3, "val_acc": 0.3}, {"epoch": 4, "val_acc": 0.4}])  # 1 and 2 died with a driver
 
     replay = SweepRuns(store, "gaps", "sweep-1", max_epochs=4, metric="val_acc")  # the next driver, from Ray's records
     replay.start_parent(spec_text="experiment: gaps", spec_hash="h", tags={})
-    replay.child("t1", "finetune_t1", {})
+    replay.child("t1", {})
     for _ in range(2):
         replay.log_epochs("t1", [{"epoch": e, "val_acc": e / 10} for e in range(1, 5)])
-    history = MlflowClient(store).get_metric_history(live.child("t1", "", {}), "val_acc")
+    history = MlflowClient(store).get_metric_history(live.child("t1", {}), "val_acc")
     assert sorted((m.step, m.value) for m in history) == [(1, 0.1), (2, 0.2), (3, 0.3), (4, 0.4)]
 
 
@@ -77,14 +78,14 @@ def test_a_trials_run_closes_as_it_ends_with_its_outcome_and_reopens_when_it_res
     pruned.last_result = {"epoch": 2, "val_acc": 0.4}
     logger.on_trial_result(0, [], pruned, {"epoch": 1, "val_acc": 0.6})
     logger.on_trial_complete(0, [], pruned)  # stopped by ASHA at epoch 2; Ray hands that result to no one else
-    run = client.get_run(runs.child("p", "", {}))
+    run = client.get_run(runs.child("p", {}))
     assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "pruned"
     assert run.data.tags["stopped_at_epoch"] == "2" and run.info.end_time is not None
     assert run.data.metrics["best_val_acc"] == 0.6
-    assert client.get_run(runs.child("r", "", {})).info.status == "RUNNING"  # the other trial runs on
+    assert client.get_run(runs.child("r", {})).info.status == "RUNNING"  # the other trial runs on
 
     logger.on_trial_restore(0, [], pruned)  # a resumed sweep runs it again
-    assert client.get_run(runs.child("p", "", {})).info.status == "RUNNING"
+    assert client.get_run(runs.child("p", {})).info.status == "RUNNING"
 
 
 def test_metrics_read_back_by_pandas_keep_their_numpy_integers():
@@ -140,7 +141,7 @@ def test_a_trial_costs_one_call_to_open_two_to_close_and_its_replay_none(tmp_pat
 
     calls.clear()
     for trial in trials:  # the end-of-sweep replay, from Ray's records, a moment after the live closing
-        ended = runs.client.get_run(runs.child(trial.trial_id, "", {})).info.end_time
+        ended = runs.client.get_run(runs.child(trial.trial_id, {})).info.end_time
         runs.finish_child(
             trial.trial_id, "completed", last_epoch=2, end_time_ms=ended + 20, results=records[trial.trial_id]
         )
@@ -148,7 +149,7 @@ def test_a_trial_costs_one_call_to_open_two_to_close_and_its_replay_none(tmp_pat
 
     client = MlflowClient(store)
     for trial in trials:
-        run = client.get_run(runs.child(trial.trial_id, "", {}))
+        run = client.get_run(runs.child(trial.trial_id, {}))
         assert run.info.status == "FINISHED" and run.data.tags["outcome"] == "completed"
         assert run.data.params == {"lr": str(trial.config["lr"])}
         assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val_acc")] == [
@@ -161,11 +162,11 @@ def test_a_run_opened_by_an_earlier_driver_gets_its_missing_params_and_is_closed
     store = f"sqlite:///{tmp_path / 'mlflow.db'}"
     first = SweepRuns(store, "again", "sweep-1", max_epochs=2, metric="val_acc")
     first.start_parent(spec_text="experiment: again", spec_hash="h", tags={})
-    run_id = first.child("t1", "finetune_t1", {"lr": 0.1})  # the driver died before the params went out
+    run_id = first.child("t1", {"lr": 0.1})  # the driver died before the params went out
 
     second = SweepRuns(store, "again", "sweep-1", max_epochs=2, metric="val_acc")
     second.start_parent(spec_text="experiment: again", spec_hash="h", tags={})
-    assert second.child("t1", "finetune_t1", {"lr": 0.1}) == run_id
+    assert second.child("t1", {"lr": 0.1}) == run_id
     second.finish_child("t1", "pruned", last_epoch=1, end_time_ms=5_000, results=[{"epoch": 1, "val_acc": 0.3}])
     run = MlflowClient(store).get_run(run_id)
     assert run.data.params == {"lr": "0.1"} and run.info.status == "FINISHED" and run.info.end_time == 5_000
