@@ -85,14 +85,14 @@ def measure(*, rounds: int, trials: int, epochs: int) -> dict:
                 ids = [f"{pattern}-{r}-{t}" for t in range(trials)]
                 started = time.perf_counter()
                 for tid in ids:
-                    runs.child(tid, f"finetune_{tid}", CONFIG)
+                    runs.child(tid, CONFIG)
                 child_s = time.perf_counter() - started
                 started = time.perf_counter()
                 for first in range(1, epochs + 1, per_call):
                     for t, tid in enumerate(ids):
                         runs.log_epochs(tid, [result(t, e) for e in range(first, min(first + per_call, epochs + 1))])
                 log_s = time.perf_counter() - started
-                arrived = sum(len(runs.client.get_metric_history(runs.child(t, "", {}), "val_acc")) for t in ids)
+                arrived = sum(len(runs.client.get_metric_history(runs.child(t, {}), "val_acc")) for t in ids)
                 if arrived != trials * epochs:
                     raise RuntimeError(f"MLflow holds {arrived} of the {trials * epochs} results logged")
                 out[pattern].append(
