@@ -104,7 +104,7 @@ def test_a_trial_whose_worker_dies_restarts_from_its_checkpoint_in_the_same_run(
 def test_removing_a_worker_node_mid_sweep_moves_its_trials_to_the_remaining_node(workdir):
     from ray.cluster_utils import Cluster
 
-    max_epochs = 6
+    max_epochs = 16  # long enough that the node goes while its trial is mid-way, however fast epochs are
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     doomed, survivor = (cluster.add_node(num_cpus=1) for _ in range(2))
     cluster.wait_for_nodes()
@@ -113,7 +113,7 @@ def test_removing_a_worker_node_mid_sweep_moves_its_trials_to_the_remaining_node
             workdir,
             experiment="nodes",
             trials=2,
-            per_class=30,
+            per_class=60,
             space="  backbone: test_resnet\n  transfer_layers: {type: float, low: 0.0, high: 1.0}\n  unfreeze: full",
             early_stopping=f"{{scheduler: none, max_epochs: {max_epochs}}}",
         )

@@ -40,6 +40,8 @@ def build_report(
     sweep_id = parent.data.tags[SWEEP_ID]
     rows = gather_trials(client, parent, metric, mode, others=spec.objective_keys[1:])
     best_run_id = best_run_id or parent.data.tags.get("best.run_id") or (rows[0].run_id if rows else None)
+    top = rows[0].best if rows else None
+    rows.sort(key=lambda r: r.best != top or r.run_id != best_run_id)  # tied at the top: the registered one first
     conditions = {name: _condition_text(param.when) for name, param in spec.searched.items() if param.when}
     importances, ranges = study_importances(optuna_url, sweep_id, mode, conditions)
     report = Report(
