@@ -3,6 +3,8 @@
 import json
 import math
 
+import pytest
+
 from benchmarks.profiles import SMOKE
 from benchmarks.run import run_benchmarks
 
@@ -68,6 +70,7 @@ def test_hypervolume_is_the_area_the_front_dominates_up_to_the_reference_point()
     assert hypervolume([(2.0, 0.0)]) == 0.0 and hypervolume([]) == 0.0  # beyond the reference point
 
 
+@pytest.mark.integration  # a process of its own starting Ray and the whole driver: about 20 s
 def test_the_many_trials_section_runs_the_whole_driver_and_its_record_holds(tmp_path):
     _, json_path, md_path = run_benchmarks(SMOKE, sections=["scale"], out=tmp_path)
 

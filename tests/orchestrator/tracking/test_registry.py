@@ -1,5 +1,6 @@
 """The Model Registry: one version per registered run, the champion alias on the newest best, nothing printed."""
 
+import pytest
 import torch
 from mlflow import MlflowClient
 from torch import nn
@@ -26,6 +27,7 @@ def _register(client, experiment_id, run_id, *, champion=True):
     )
 
 
+@pytest.mark.integration  # torch.export of three models: about 15 s
 def test_versions_are_registered_once_per_run_with_the_alias_on_the_champion_and_nothing_printed(tmp_path, capfd):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment_id = client.create_experiment("registry", artifact_location=str(tmp_path / "artifacts"))
