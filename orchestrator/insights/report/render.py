@@ -61,7 +61,7 @@ def report_data(report: Report) -> dict:
 
 
 def terminal_summary(report: Report, rows: int = TERMINAL_ROWS) -> str:
-    lines = ["", f"Report of sweep {report.sweep_id}"]
+    lines = ["", f"Report of sweep {report.sweep_id} (each trial at its best epoch)"]
     for i, row in enumerate(_ranked(report)[:rows]):
         head = "  top trials:      " if i == 0 else INDENT
         first, *rest = _row_lines(i + 1, row, report)
@@ -105,7 +105,8 @@ def _row_lines(rank: int, row: TrialRow, report: Report) -> list[str]:
     scores = f"{ACCURACY} {num(row.val_acc)}  val_f1 {num(row.val_f1)}"
     if report.metric not in (ACCURACY, "val_f1"):
         scores = f"{report.metric} {num(row.best)}  " + scores
-    first = f"#{rank} {row.trial_id}  {scores}  ({row.outcome}, {row.epochs} ep){mark}"
+    at = f"at epoch {row.best_epoch} of {row.epochs}" if row.best_epoch else f"{row.epochs} epochs"
+    first = f"#{rank} {row.trial_id}  {scores} {at}, {row.outcome}{mark}"
     config = " ".join(f"{k}={num(row.params[k])}" for k in report.searched if k in row.params)
     return [first, *textwrap.wrap(config, WIDTH - len(INDENT) - 3, break_on_hyphens=False)]
 

@@ -217,7 +217,7 @@ def test_the_terminal_summary_fits_120_columns_and_marks_the_best_trial():
     report.searched = list(rows[0].params)
     text = terminal_summary(report)
     assert max(len(line) for line in text.splitlines()) <= 120
-    assert "#1 t0  val_acc 0.9  val_f1 0.9  (completed, 2 ep)  [best]" in text
+    assert "#1 t0  val_acc 0.9  val_f1 0.9 at epoch 2 of 2, completed  [best]" in text
     assert "#2 t1 " in text and "[best]" not in text.split("#2 t1")[1]
     assert "param_11=0.0001234" in text  # every searched value is shown, wrapped
 
