@@ -18,22 +18,14 @@ from benchmarks.curves import KEYS
 from benchmarks.replay import replay
 from benchmarks.report import Figure
 from benchmarks.search_replay import build
+from benchmarks.search_replay import replay as to_target
 
 TRIALS = 60  # a quarter of the space: a sweep that goes on after it found something good
 TRANSITIONAL = ("gradual", "lp_ft")
 
 
 def _to_target(table: dict, seed: int, target: float, max_trials: int, phase_aware: bool) -> int:
-    searcher, scheduler = build("ours", table, seed, phase_aware=phase_aware)
-    trace = replay(
-        searcher,
-        scheduler,
-        table,
-        seed=seed,
-        max_trials=max_trials,
-        stop=lambda trace, ended: ended.outcome == "completed" and ended.values["val_acc"] >= target,
-    )
-    return trace.trial_epochs
+    return to_target("ours", table, seed, target=target, max_trials=max_trials, phase_aware=phase_aware).trial_epochs
 
 
 def _stopped_early(table: dict, seed: int, phase_aware: bool, groups: dict[str, set]) -> dict[str, list[int]]:

@@ -45,3 +45,14 @@ def small_sweep(tmp_path_factory) -> tuple[Path, object]:
         return workdir, run_sweep(workdir / "spec.yaml")
     finally:
         os.chdir(previous)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray of two CPUs for a module's sweeps of the data-free trial, shut down after it."""
+    import ray
+
+    ray.shutdown()
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()

@@ -33,11 +33,8 @@ ray.cloudpickle.register_pickle_by_value(synthetic)  # workers may not have the 
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+def _ray(local_ray):
     yield
-    ray.shutdown()
 
 
 class CallLog(Searcher):

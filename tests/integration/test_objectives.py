@@ -42,11 +42,8 @@ SPEC = textwrap.dedent("""\
 
 
 @pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+def _ray(local_ray):
     yield
-    ray.shutdown()
 
 
 def sweep(tmp_path, monkeypatch, name: str, extra: str, trials: int = 12):
