@@ -38,6 +38,7 @@ from benchmarks.images import make_folder
 
 GPU = {"backbones": ["resnet50", "vit_small_patch16_224", "convnext_tiny"], "size": 224, "images": 2000,
        "trials": 8, "epochs": 4, "gpu": 0.25, "cpu": 3, "batch": 256}  # fmt: skip
+SHARE_ENV = "ORCHESTRATOR_DECODED_SHARE"
 DRY = {"backbones": ["test_resnet", "test_vit"], "size": 32, "images": 40,
        "trials": 4, "epochs": 2, "gpu": 0, "cpu": 1, "batch": 16}  # fmt: skip
 
@@ -95,11 +96,15 @@ def sweep(name: str, folder: Path, work: Path, sizes: dict, decoded: bool) -> di
     spec.write_text(
         SPEC.format(**{**sizes, "name": name, "folder": folder, "backbones": json.dumps(sizes["backbones"])})
     )
-    os.environ["ORCHESTRATOR_DECODED_SHARE"] = "0.5" if decoded else "0"
+    before = os.environ.get(SHARE_ENV)
+    os.environ[SHARE_ENV] = "0.5" if decoded else "0"
     sampler = GpuSampler()
     sampler.start()
     started = time.perf_counter()
-    summary = run_sweep(spec, fresh=True)
+    try:
+        summary = run_sweep(spec, fresh=True)
+    finally:  # the caller's environment as it was (the test suite runs this in its own process)
+        os.environ.pop(SHARE_ENV) if before is None else os.environ.update({SHARE_ENV: before})
     wall = time.perf_counter() - started
     sampler.stop()
     ray.shutdown()

@@ -38,6 +38,11 @@ def folder(tmp_path):
     return tmp_path / "images"
 
 
+@pytest.fixture(autouse=True)
+def _default_share(monkeypatch):
+    monkeypatch.delenv("ORCHESTRATOR_DECODED_SHARE", raising=False)  # these tests are of the default
+
+
 def _target(write_spec, folder, size):
     path = write_spec(SPEC.format(root=folder, size=size))
     spec = load_spec(path)
