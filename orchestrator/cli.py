@@ -76,10 +76,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    def command(name: str, help: str, func, example: str) -> argparse.ArgumentParser:
+    def command(name: str, help: str, func, example: str, *, spec: bool = True) -> argparse.ArgumentParser:
+        """A subcommand; with `spec`, its one positional argument is the spec file."""
         cmd = sub.add_parser(name, help=help, description=help[:1].upper() + help[1:] + ".", epilog=example)
         cmd.formatter_class = argparse.RawDescriptionHelpFormatter
         cmd.set_defaults(func=func)
+        if spec:
+            cmd.add_argument("spec", type=Path, help=SPEC_HELP)
         return cmd
 
     sweep = command(
@@ -88,7 +91,6 @@ def _parser() -> argparse.ArgumentParser:
         _sweep,
         "example: orchestrator sweep search_spaces/layers.yaml --trials 8",
     )
-    sweep.add_argument("spec", type=Path, help=SPEC_HELP)
     sweep.add_argument("--address", help="the Ray cluster to join (default: $RAY_ADDRESS, else a local cluster)")
     sweep.add_argument("--trials", type=int, help="override search.trials (part of the sweep's identity)")
     sweep.add_argument("--max-epochs", type=int, help="override early_stopping.max_epochs (part of its identity)")
@@ -99,33 +101,31 @@ def _parser() -> argparse.ArgumentParser:
         "list the sweeps under a storage location: state, trials done, best value, compute spent",
         _list,
         "examples: orchestrator list    orchestrator list search_spaces/layers.yaml    orchestrator list --storage s3://b/p",
+        spec=False,
     )
     listing.add_argument("spec", type=Path, nargs="?", help="list only this spec's experiment (and use its storage)")
     listing.add_argument("--storage", help="the storage to look in when no SPEC is given (default: ./runs)")
 
-    check = command(
+    command(
         "check",
         "check the current sweep's record: Ray, Optuna, MLflow and the report agree (reads only)",
         _check,
         "example: orchestrator check search_spaces/layers.yaml",
     )
-    check.add_argument("spec", type=Path, help=SPEC_HELP)
 
-    sync = command(
+    command(
         "sync",
         "replay the current sweep's records into MLflow and Optuna, without running anything",
         _sync,
         "example: orchestrator sync search_spaces/layers.yaml    (after an MLflow outage)",
     )
-    sync.add_argument("spec", type=Path, help=SPEC_HELP)
 
-    report = command(
+    command(
         "report",
         "rebuild the current sweep's report, log it to its MLflow parent run and print where it is",
         _report,
         "example: orchestrator report search_spaces/layers.yaml",
     )
-    report.add_argument("spec", type=Path, help=SPEC_HELP)
 
     rank = command(
         "rank",
@@ -133,7 +133,6 @@ def _parser() -> argparse.ArgumentParser:
         _rank,
         "example: orchestrator rank search_spaces/layers.yaml",
     )
-    rank.add_argument("spec", type=Path, help=SPEC_HELP)
     rank.add_argument("--address", help="the Ray cluster to join (default: $RAY_ADDRESS, else a local cluster)")
 
     validate = command(
@@ -142,7 +141,6 @@ def _parser() -> argparse.ArgumentParser:
         _validate,
         "example: orchestrator validate search_spaces/layers_cluster.yaml --no-data",
     )
-    validate.add_argument("spec", type=Path, help=SPEC_HELP)
     validate.add_argument(
         "--no-data",
         action="store_true",
