@@ -126,7 +126,7 @@ def test_a_resume_point_leaves_out_the_groups_frozen_since_the_first_epoch_and_t
     left_out = {key for group in groups.body[:4] for key in group}
     assert not left_out & set(state["model"])
     assert set(state["model"]) | left_out == set(
-        torch.load(trial_dir / f"checkpoint_{MAX_EPOCHS - 1:06d}" / WEIGHTS_FILE)
+        torch.load(trial_dir / f"checkpoint_{MAX_EPOCHS - 1:06d}" / WEIGHTS_FILE, weights_only=True)
     )
     assert 0 < len(state["optimizer"]["state"]) < sum(len(g) for g in groups.body) + len(groups.head)
 
