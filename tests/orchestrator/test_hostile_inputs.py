@@ -12,6 +12,7 @@ import pytest
 
 from orchestrator.cli import main
 from orchestrator.errors import MAX_MESSAGE_CHARS, escape
+from orchestrator.spec.checks import timm_models
 from tests.orchestrator.hostile_cases import BASE, CASES, Case
 
 CATEGORIES = {case.category for case in CASES}
@@ -40,6 +41,7 @@ def test_the_corpus_is_large_and_covers_every_kind_of_input():
 def scratch(tmp_path, monkeypatch):
     """Inputs live in `inputs/`; commands run in the empty `work/`, without MLFLOW_TRACKING_URI,
     with their own image-check cache, so anything they write would show."""
+    timm_models()  # the user's list of timm's names, known before the case: its cache is not the case's doing
     (tmp_path / "inputs").mkdir()
     (tmp_path / "work").mkdir()
     monkeypatch.chdir(tmp_path / "work")
